@@ -1,0 +1,202 @@
+"""Typed run configuration: one dataclass per Hydra config group, plus validation.
+
+These dataclasses are the *schema* of ``conf/`` (``launch.py`` registers them with Hydra's ConfigStore) and the
+only configuration the rest of the package sees: below ``launch.py`` nothing imports Hydra or OmegaConf.
+The field comments are the documentation of every key a user can type (``algorithm.expectile=0.9``).
+Defaults of real runs live in the yaml files of ``conf/``; the defaults here make a learner buildable in a test.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from iql.errors import ConfigError
+
+ALGORITHMS = ("iql", "bc")
+POLICIES = ("gaussian", "deterministic")
+ACTOR_SCHEDULES = ("cosine", "constant")
+ACTIVATIONS = ("relu", "gelu", "tanh", "elu", "silu")
+REWARD_TRANSFORMS = ("none", "locomotion", "antmaze")
+DEVICES = ("auto", "cpu", "cuda")
+LOGGER_BACKENDS = ("wandb", "none")
+LOGGER_MODES = ("auto", "offline", "online", "disabled")
+DATASET_ID_PATTERN = re.compile(r"^([\w.-]+/)*[\w.-]+-v\d+$")
+
+
+@dataclass
+class AlgorithmConfig:
+    """IQL (or its BC baseline) hyperparameters; paper defaults are the locomotion column of Table 5."""
+
+    name: str = "iql"  # iql | bc (behaviour cloning: the actor loss with unit weights, no critics)
+    expectile: float = 0.7  # τ of the value loss, in (0, 1); > 0.5 is an upper expectile
+    beta: float = 3.0  # inverse temperature: weights exp(beta · advantage); 0 gives behaviour cloning
+    discount: float = 0.99  # γ, in (0, 1]
+    polyak_rate: float = 0.005  # target critic ← (1 − rate) · target + rate · online, every update
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    value_lr: float = 3e-4
+    actor_schedule: str = "cosine"  # cosine (decay to 0 at train.steps) | constant
+    exp_adv_max: float = 100.0  # clip of exp(beta · advantage)
+    policy: str = "gaussian"  # gaussian (tanh mean, state-independent log-std) | deterministic (weighted MSE)
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+
+@dataclass
+class NetworkConfig:
+    """Shape of the MLPs (Q ensemble, V and π share it)."""
+
+    hidden_dims: list[int] = field(default_factory=lambda: [256, 256])
+    activation: str = "relu"
+    layer_norm: bool = False  # LayerNorm after each hidden layer of the critics and the value net
+    actor_dropout: float = 0.0  # dropout on the actor's hidden layers while training (Kitchen/Adroit: 0.1)
+    num_critics: int = 2  # size of the Q ensemble; Q̂ is the min over it
+
+
+@dataclass
+class DatasetConfig:
+    """Which Minari dataset, and how its transitions are prepared."""
+
+    id: str = "iql/pendulum/mixed-v0"  # Minari id namespace/name-vN, read from $MINARI_DATASETS_PATH
+    recipe: str | None = None  # local recipe that builds `id` when it is missing (python -m iql.data list)
+    download: bool = False  # fetch a remote dataset that is missing locally (needs minari[hf] and network)
+    reward_transform: str = "none"  # none | locomotion (×1000 / return range) | antmaze (r − 1)
+    normalize_obs: bool = False  # standardise observations with the dataset's mean/std
+    eval_env: str | None = None  # Gymnasium id to evaluate in, instead of the dataset's eval env
+
+
+@dataclass
+class TrainConfig:
+    steps: int = 20_000  # gradient updates
+    batch_size: int = 256
+    log_every: int = 500  # steps between metrics.jsonl / W&B rows
+    eval_every: int = 5_000  # steps between evaluations (the last step is always evaluated)
+    checkpoint_every: int = 5_000  # steps between checkpoints (the last step is always saved)
+
+
+@dataclass
+class EvalConfig:
+    episodes: int = 10  # episodes per evaluation, run as one vectorised environment
+    max_episode_steps: int | None = None  # cap on episode length; None keeps the environment's limit
+
+
+@dataclass
+class HardwareConfig:
+    device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
+    threads: int | None = None  # torch intra-op threads; None: the cores this job was given
+    jobs_per_node: int = 1  # jobs sharing this machine's cores (local parallel sweeps)
+
+
+@dataclass
+class LoggerConfig:
+    backend: str = "wandb"  # wandb | none (metrics.jsonl and summary.json are always written)
+    mode: str = "auto"  # auto (online with an API key, else offline) | offline | online | disabled
+    project: str = "iql"
+    entity: str | None = None
+    group: str | None = None  # W&B group; None: derived from the dataset and the non-seed overrides
+    name: str | None = None  # W&B run name; None: derived from the overrides
+    tags: list[str] = field(default_factory=list)
+    job_type: str = "train"
+
+
+@dataclass
+class RunConfig:
+    """Everything one training run needs."""
+
+    algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
+    network: NetworkConfig = field(default_factory=NetworkConfig)
+    dataset: DatasetConfig = field(default_factory=DatasetConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    hardware: HardwareConfig = field(default_factory=HardwareConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+    overrides: list[str] = field(default_factory=list)  # the command-line overrides, for naming runs
+
+
+def _require(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is invalid: {expected}. Fix it on the command line, e.g. {key}=<value>.")
+
+
+def _one_of(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    _require(value in choices, key, value, f"expected one of {', '.join(choices)}")
+
+
+def validate(cfg: RunConfig) -> RunConfig:
+    """Check every value a user can get wrong; raise ``ConfigError`` naming the key and the fix."""
+    a, n, d, t, e, h, log = cfg.algorithm, cfg.network, cfg.dataset, cfg.train, cfg.eval, cfg.hardware, cfg.logger
+    _one_of("algorithm.name", a.name, ALGORITHMS)
+    _require(0.0 < a.expectile < 1.0, "algorithm.expectile", a.expectile, "the expectile τ must lie in (0, 1)")
+    _require(a.beta >= 0.0 and math.isfinite(a.beta), "algorithm.beta", a.beta, "β must be a finite number ≥ 0")
+    _require(0.0 < a.discount <= 1.0, "algorithm.discount", a.discount, "the discount γ must lie in (0, 1]")
+    _require(0.0 < a.polyak_rate <= 1.0, "algorithm.polyak_rate", a.polyak_rate, "must lie in (0, 1]")
+    for key in ("actor_lr", "critic_lr", "value_lr"):
+        value = getattr(a, key)
+        _require(value > 0.0 and math.isfinite(value), f"algorithm.{key}", value, "a learning rate must be > 0")
+    _one_of("algorithm.actor_schedule", a.actor_schedule, ACTOR_SCHEDULES)
+    _require(a.exp_adv_max > 0.0, "algorithm.exp_adv_max", a.exp_adv_max, "the weight clip must be > 0")
+    _one_of("algorithm.policy", a.policy, POLICIES)
+    _require(a.log_std_min < a.log_std_max, "algorithm.log_std_min", a.log_std_min, "must be < log_std_max")
+
+    _require(
+        len(n.hidden_dims) > 0 and all(w > 0 for w in n.hidden_dims),
+        "network.hidden_dims",
+        n.hidden_dims,
+        "a non-empty list of positive layer widths, e.g. [256,256]",
+    )
+    _one_of("network.activation", n.activation, ACTIVATIONS)
+    _require(0.0 <= n.actor_dropout < 1.0, "network.actor_dropout", n.actor_dropout, "must lie in [0, 1)")
+    _require(n.num_critics >= 1, "network.num_critics", n.num_critics, "at least one critic")
+
+    _require(
+        bool(DATASET_ID_PATTERN.match(d.id)),
+        "dataset.id",
+        d.id,
+        "a Minari id has the form namespace/name-vN with a version, e.g. mujoco/hopper/medium-v0",
+    )
+    _one_of("dataset.reward_transform", d.reward_transform, REWARD_TRANSFORMS)
+
+    _require(t.steps > 0, "train.steps", t.steps, "the number of gradient steps must be > 0")
+    _require(t.batch_size > 0, "train.batch_size", t.batch_size, "the batch size must be > 0")
+    for key in ("log_every", "eval_every", "checkpoint_every"):
+        _require(getattr(t, key) > 0, f"train.{key}", getattr(t, key), "an interval in steps must be > 0")
+    _require(e.episodes > 0, "eval.episodes", e.episodes, "at least one evaluation episode")
+    _require(
+        e.max_episode_steps is None or e.max_episode_steps > 0,
+        "eval.max_episode_steps",
+        e.max_episode_steps,
+        "a positive episode length, or null",
+    )
+
+    _require(
+        h.device in DEVICES or bool(re.fullmatch(r"cuda:\d+", h.device)),
+        "hardware.device",
+        h.device,
+        "expected auto, cpu, cuda or cuda:N",
+    )
+    _require(h.threads is None or h.threads > 0, "hardware.threads", h.threads, "a positive count, or null")
+    _require(h.jobs_per_node >= 1, "hardware.jobs_per_node", h.jobs_per_node, "at least 1")
+
+    _one_of("logger.backend", log.backend, LOGGER_BACKENDS)
+    _one_of("logger.mode", log.mode, LOGGER_MODES)
+    return cfg
+
+
+def unknown_keys(values: dict[str, Any], schema: type = RunConfig, prefix: str = "") -> list[str]:
+    """Dotted keys of ``values`` that ``schema`` does not declare (``+algorithm.typo=1`` would otherwise vanish)."""
+    fields = {f.name: f for f in dataclasses.fields(schema)}
+    found: list[str] = []
+    for key, value in values.items():
+        if key not in fields:
+            found.append(f"{prefix}{key}")
+            continue
+        sub = fields[key].type
+        sub_type = globals().get(sub) if isinstance(sub, str) else sub
+        if isinstance(value, dict) and dataclasses.is_dataclass(sub_type):
+            found += unknown_keys(value, sub_type, f"{prefix}{key}.")  # type: ignore[arg-type]
+    return found

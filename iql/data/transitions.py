@@ -1,0 +1,116 @@
+"""Minari episodes → one flat table of transitions (numpy, float32), built once at start-up."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from iql.errors import DatasetError
+
+
+@dataclass
+class Transitions:
+    """N transitions of a dataset, in environment units (actions not yet rescaled, rewards not transformed).
+
+    obs, next_obs (N, O) float32; actions (N, A) float32; rewards (N,) float32;
+    terminals (N,) float32, 1.0 where the episode terminated (the Bellman mask uses these only);
+    episode_ends (N,) bool, True on the last transition of every episode (termination, truncation or end of
+    recording): used only to split returns for reward normalisation.
+    """
+
+    obs: np.ndarray
+    actions: np.ndarray
+    rewards: np.ndarray
+    next_obs: np.ndarray
+    terminals: np.ndarray
+    episode_ends: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rewards)
+
+    def episode_returns(self) -> np.ndarray:
+        """Undiscounted return of every trajectory, (num_episodes,) float64."""
+        ends = np.flatnonzero(self.episode_ends)
+        starts = np.concatenate([[0], ends[:-1] + 1])
+        sums = np.add.reduceat(self.rewards.astype(np.float64), starts) if len(starts) else np.zeros(0)
+        return sums
+
+
+def flatten_array(space: gym.Space, value: Any, length: int) -> np.ndarray:
+    """A batch of ``length`` values of ``space`` (Box, Dict, Tuple or Discrete) → (length, flat_dim) float32.
+
+    Matches ``gymnasium.spaces.flatten`` element by element, so ``FlattenObservation`` at evaluation sees the
+    same layout.
+    """
+    if isinstance(space, gym.spaces.Box):
+        return np.asarray(value, dtype=np.float32).reshape(length, -1)
+    if isinstance(space, gym.spaces.Dict):
+        return np.concatenate([flatten_array(sub, value[key], length) for key, sub in space.spaces.items()], axis=1)
+    if isinstance(space, gym.spaces.Tuple):
+        return np.concatenate([flatten_array(sub, value[i], length) for i, sub in enumerate(space.spaces)], axis=1)
+    if isinstance(space, gym.spaces.Discrete):
+        one_hot = np.zeros((length, int(space.n)), dtype=np.float32)
+        one_hot[np.arange(length), np.asarray(value, dtype=np.int64).reshape(-1) - int(space.start)] = 1.0
+        return one_hot
+    raise DatasetError(
+        f"Observation space {space} is not supported: use a dataset whose observations are Box, Dict, Tuple or "
+        "Discrete spaces."
+    )
+
+
+def flatten_episodes(dataset: Any) -> Transitions:
+    """Read every episode of a ``minari.MinariDataset`` once and stack them into ``Transitions``.
+
+    Each Minari episode holds T+1 observations and T actions: obs = observations[:-1], next_obs = observations[1:].
+    """
+    if not isinstance(dataset.action_space, gym.spaces.Box):
+        raise DatasetError(
+            f"Dataset {dataset.spec.dataset_id} has action space {dataset.action_space}; IQL here needs continuous "
+            "(Box) actions. Pick a dataset with a continuous action space."
+        )
+    obs_space = dataset.observation_space
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next_obs", "actions", "rewards", "term", "ends")}
+    for episode in dataset.storage.get_episodes(dataset.episode_indices):
+        steps = len(episode["rewards"])
+        if steps == 0:
+            continue
+        observations = flatten_array(obs_space, episode["observations"], steps + 1)
+        parts["obs"].append(observations[:-1])
+        parts["next_obs"].append(observations[1:])
+        parts["actions"].append(np.asarray(episode["actions"], dtype=np.float32).reshape(steps, -1))
+        parts["rewards"].append(np.asarray(episode["rewards"], dtype=np.float32).reshape(steps))
+        parts["term"].append(np.asarray(episode["terminations"], dtype=np.float32).reshape(steps))
+        ends = np.zeros(steps, dtype=bool)
+        ends[-1] = True
+        parts["ends"].append(ends | np.asarray(episode["truncations"], dtype=bool).reshape(steps))
+    if not parts["rewards"]:
+        raise DatasetError(
+            f"Dataset {dataset.spec.dataset_id} holds no transitions. Rebuild or re-download it, or choose another "
+            "dataset.id."
+        )
+    transitions = Transitions(
+        obs=np.concatenate(parts["obs"]),
+        actions=np.concatenate(parts["actions"]),
+        rewards=np.concatenate(parts["rewards"]),
+        next_obs=np.concatenate(parts["next_obs"]),
+        terminals=np.concatenate(parts["term"]),
+        episode_ends=np.concatenate(parts["ends"]) | np.concatenate(parts["term"]).astype(bool),
+    )
+    check_finite(transitions, dataset.spec.dataset_id)
+    return transitions
+
+
+def check_finite(transitions: Transitions, dataset_id: str) -> None:
+    """Raise ``DatasetError`` naming the field and the first bad row if any value is NaN or infinite."""
+    for name in ("obs", "actions", "rewards", "next_obs", "terminals"):
+        values = getattr(transitions, name)
+        bad = ~np.isfinite(values)
+        if bad.any():
+            row = int(np.flatnonzero(bad.reshape(len(values), -1).any(axis=1))[0])
+            raise DatasetError(
+                f"Dataset {dataset_id} has {int(bad.sum())} non-finite value(s) in '{name}' (first at transition "
+                f"{row}). Rebuild the dataset or filter those episodes before training."
+            )

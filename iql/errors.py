@@ -1,0 +1,25 @@
+"""Errors a user can cause and fix. The entry point prints them as one paragraph, without a traceback."""
+
+
+class IQLError(Exception):
+    """Base of every error whose message tells the user what to change."""
+
+
+class ConfigError(IQLError, ValueError):
+    """A configuration value is out of range, of the wrong type, or unknown."""
+
+
+class DatasetError(IQLError):
+    """A dataset is missing, malformed, or does not fit the algorithm or the evaluation environment."""
+
+
+class CheckpointError(IQLError):
+    """No usable checkpoint could be read from the run directory."""
+
+
+class DeviceError(IQLError):
+    """The requested torch device is not available on this machine."""
+
+
+class TrainingDivergedError(IQLError):
+    """A loss became NaN or infinite."""

@@ -1,0 +1,87 @@
+"""Vectorised policy evaluation in the dataset's Gymnasium environment, with Minari-normalised scores."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+import torch
+
+from iql.data.transforms import ActionScaler, ObsNormalizer
+
+
+@dataclass
+class EvalResult:
+    """Returns of ``episodes`` episodes; scores are 100 · (R − ref_min) / (ref_max − ref_min), or None without refs."""
+
+    returns: np.ndarray  # (episodes,) undiscounted returns in environment reward units
+    lengths: np.ndarray  # (episodes,) steps
+    normalized_scores: np.ndarray | None
+
+    @property
+    def return_mean(self) -> float:
+        return float(self.returns.mean())
+
+    @property
+    def normalized_score(self) -> float | None:
+        return None if self.normalized_scores is None else float(self.normalized_scores.mean())
+
+    def metrics(self) -> dict[str, float]:
+        out = {
+            "eval/return_mean": self.return_mean,
+            "eval/return_std": float(self.returns.std()),
+            "eval/length_mean": float(self.lengths.mean()),
+        }
+        if self.normalized_scores is not None:
+            out["eval/normalized_score"] = float(self.normalized_scores.mean())
+            out["eval/normalized_score_std"] = float(self.normalized_scores.std())
+        return out
+
+
+def normalized_score(returns: np.ndarray, ref_min: float | None, ref_max: float | None) -> np.ndarray | None:
+    """D4RL-style score in percent: 0 is the random policy's return, 100 the expert's; None without references."""
+    if ref_min is None or ref_max is None or ref_max == ref_min:
+        return None
+    return 100.0 * (returns - ref_min) / (ref_max - ref_min)
+
+
+def evaluate(
+    act: Callable[[torch.Tensor], torch.Tensor],
+    make_env: Callable[[], gym.Env],
+    episodes: int,
+    seed: int,
+    device: torch.device,
+    action_scaler: ActionScaler,
+    obs_normalizer: ObsNormalizer,
+    ref_min: float | None = None,
+    ref_max: float | None = None,
+    max_episode_steps: int | None = None,
+) -> EvalResult:
+    """Run ``episodes`` episodes at once in a synchronous vector env; each env counts its first episode only.
+
+    ``act`` maps (n, O) float32 observations on ``device`` to (n, A) actions in [−1, 1]. Env i is reset with
+    seed ``seed + i``, so the same seed evaluates on the same initial states.
+    """
+
+    def make() -> gym.Env:
+        env = make_env()
+        return gym.wrappers.TimeLimit(env, max_episode_steps) if max_episode_steps else env
+
+    envs = gym.vector.SyncVectorEnv([make] * episodes)
+    try:
+        obs, _ = envs.reset(seed=[seed + i for i in range(episodes)])
+        returns = np.zeros(episodes)
+        lengths = np.zeros(episodes, dtype=np.int64)
+        running = np.ones(episodes, dtype=bool)
+        while running.any():
+            obs_tensor = torch.as_tensor(obs_normalizer(np.asarray(obs, dtype=np.float32)), device=device)
+            actions = action_scaler.to_env(act(obs_tensor).cpu().numpy())
+            obs, rewards, terminated, truncated, _ = envs.step(actions.reshape(envs.action_space.shape))
+            returns += np.where(running, rewards, 0.0)
+            lengths += running
+            running &= ~(terminated | truncated)
+    finally:
+        envs.close()
+    return EvalResult(returns, lengths, normalized_score(returns, ref_min, ref_max))

@@ -1,0 +1,254 @@
+"""IQL and BC learners: pure compute. ``update(batch)`` takes tensors and returns metrics as device tensors.
+
+No I/O, no Hydra, no ``.item()``: reading metrics (a host sync) is the caller's choice, at its log interval.
+
+    learner = IQLLearner(obs_dim=3, act_dim=1, algorithm=AlgorithmConfig(), network=NetworkConfig(), total_steps=10)
+    metrics = learner.update(batch)          # dict of 0-d tensors
+    actions = learner.act(obs)               # (B, A) in [-1, 1]
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import torch
+from torch import Tensor, nn
+
+from iql import losses
+from iql.config import AlgorithmConfig, NetworkConfig
+from iql.networks import CriticEnsemble, DeterministicPolicy, GaussianPolicy, ValueNet
+
+
+@dataclass
+class Batch:
+    """A minibatch of transitions, all on one device, float32.
+
+    obs, next_obs (B, O); actions (B, A) in [−1, 1]; rewards (B,) after the reward transform;
+    terminals (B,) 1.0 where the episode *terminated* at this step (truncations are 0).
+    """
+
+    obs: Tensor
+    actions: Tensor
+    rewards: Tensor
+    next_obs: Tensor
+    terminals: Tensor
+
+
+class Learner(Protocol):
+    step: int
+
+    def update(self, batch: Batch) -> dict[str, Tensor]: ...
+
+    def act(self, obs: Tensor) -> Tensor: ...
+
+    def state_dict(self) -> dict[str, Any]: ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+def _adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
+    # fused Adam is one kernel per step on CUDA; foreach batches the per-parameter loops on CPU
+    if device.type == "cuda":
+        return torch.optim.Adam(params, lr=lr, fused=True)
+    return torch.optim.Adam(params, lr=lr, foreach=True)
+
+
+def _step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+
+
+class _ActorMixin:
+    """The policy, its optimiser and schedule, and the advantage-weighted policy loss, shared by IQL and BC."""
+
+    actor: GaussianPolicy | DeterministicPolicy
+    actor_optimizer: torch.optim.Optimizer
+    actor_scheduler: torch.optim.lr_scheduler.LambdaLR
+    algorithm: AlgorithmConfig
+
+    def _build_actor(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
+        a = self.algorithm
+        if a.policy == "gaussian":
+            self.actor = GaussianPolicy(obs_dim, act_dim, network, a.log_std_min, a.log_std_max)
+        else:
+            self.actor = DeterministicPolicy(obs_dim, act_dim, network)
+        self.actor.to(self.device)  # type: ignore[attr-defined]
+        self.actor_optimizer = _adam(self.actor.parameters(), a.actor_lr, self.device)  # type: ignore[attr-defined]
+        if a.actor_schedule == "cosine":
+            factor = lambda step: losses.cosine_decay(step, total_steps)  # noqa: E731
+        else:
+            factor = lambda step: 1.0  # noqa: E731
+        self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(self.actor_optimizer, factor)
+
+    def actor_loss(self, obs: Tensor, actions: Tensor, weights: Tensor) -> Tensor:
+        """AWR loss of the configured policy head; obs (B, O), actions (B, A), weights (B,)."""
+        if isinstance(self.actor, GaussianPolicy):
+            mean, log_std = self.actor(obs)
+            return losses.weighted_log_likelihood_loss(losses.gaussian_log_prob(mean, log_std, actions), weights)
+        return losses.weighted_mse_loss(self.actor(obs), actions, weights)
+
+    def _actor_step(self, obs: Tensor, actions: Tensor, weights: Tensor) -> Tensor:
+        loss = self.actor_loss(obs, actions, weights)
+        _step(self.actor_optimizer, loss)
+        self.actor_scheduler.step()
+        return loss.detach()
+
+    @torch.no_grad()
+    def act(self, obs: Tensor) -> Tensor:
+        """Deterministic evaluation action (the policy mean), (B, O) → (B, A) in [−1, 1]; dropout off."""
+        was_training = self.actor.training
+        self.actor.eval()
+        action = self.actor.mean_action(obs).clamp(-1.0, 1.0)
+        self.actor.train(was_training)
+        return action
+
+
+class IQLLearner(_ActorMixin):
+    """Twin (ensemble) Q with Polyak targets, expectile V, AWR policy extraction; the official update order."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        algorithm: AlgorithmConfig,
+        network: NetworkConfig,
+        total_steps: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.algorithm = algorithm
+        self.device = torch.device(device)
+        self.step = 0
+        self.critic = CriticEnsemble(obs_dim, act_dim, network).to(self.device)
+        self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
+        self.value = ValueNet(obs_dim, network).to(self.device)
+        self.critic_optimizer = _adam(self.critic.parameters(), algorithm.critic_lr, self.device)
+        self.value_optimizer = _adam(self.value.parameters(), algorithm.value_lr, self.device)
+        self._build_actor(obs_dim, act_dim, network, total_steps)
+
+    def target_q(self, obs: Tensor, actions: Tensor) -> Tensor:
+        """Q̂(s, a) = min over the target critics, (B,); no gradient."""
+        with torch.no_grad():
+            return self.target_critic(obs, actions).min(dim=0).values
+
+    def value_term(self, batch: Batch, target_q: Tensor) -> tuple[Tensor, Tensor]:
+        """Expectile loss of V(s) against Q̂(s, a); returns (loss, V(s) (B,)). Gradients reach V only."""
+        value = self.value(batch.obs)
+        return losses.value_loss(target_q, value, self.algorithm.expectile), value.detach()
+
+    def advantage_and_target(self, batch: Batch, target_q: Tensor) -> tuple[Tensor, Tensor]:
+        """Advantage Q̂(s,a) − V(s) and Bellman target r + γ(1 − terminal)V(s'), both (B,), without gradient.
+
+        V(s) and V(s') come from one forward pass of the (already updated) value net.
+        """
+        with torch.no_grad():
+            value, next_value = self.value(torch.cat([batch.obs, batch.next_obs])).chunk(2)
+            target = losses.td_target(batch.rewards, batch.terminals, next_value, self.algorithm.discount)
+        return target_q - value, target
+
+    def critic_term(self, batch: Batch, target: Tensor) -> tuple[Tensor, Tensor]:
+        """Σ_i MSE of Q_i(s, a) to the Bellman target; returns (loss, Q (E, B)). Gradients reach the critics only."""
+        q_values = self.critic(batch.obs, batch.actions)
+        return losses.critic_loss(q_values, target), q_values.detach()
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        """One gradient step on V, then π (with the new V), then Q (target from the new V), then Polyak on Q."""
+        a = self.algorithm
+        target_q = self.target_q(batch.obs, batch.actions)
+
+        value_loss, value = self.value_term(batch, target_q)
+        _step(self.value_optimizer, value_loss)
+
+        advantage, target = self.advantage_and_target(batch, target_q)
+        weights = losses.awr_weights(advantage, a.beta, a.exp_adv_max)
+        actor_loss = self._actor_step(batch.obs, batch.actions, weights)
+
+        critic_loss, q_values = self.critic_term(batch, target)
+        _step(self.critic_optimizer, critic_loss)
+
+        with torch.no_grad():
+            torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), a.polyak_rate)
+        self.step += 1
+        return {
+            "value_loss": value_loss.detach(),
+            "critic_loss": critic_loss.detach(),
+            "actor_loss": actor_loss,
+            "q_mean": q_values.mean(),
+            "v_mean": value.mean(),
+            "advantage_mean": advantage.mean(),
+            "weight_mean": weights.mean(),
+            "weight_clipped_frac": (weights >= a.exp_adv_max).float().mean(),
+        }
+
+    def modules(self) -> dict[str, nn.Module]:
+        return {"critic": self.critic, "target_critic": self.target_critic, "value": self.value, "actor": self.actor}
+
+    def optimizers(self) -> dict[str, Any]:
+        return {
+            "critic_optimizer": self.critic_optimizer,
+            "value_optimizer": self.value_optimizer,
+            "actor_optimizer": self.actor_optimizer,
+            "actor_scheduler": self.actor_scheduler,
+        }
+
+    def state_dict(self) -> dict[str, Any]:
+        state = {name: obj.state_dict() for name, obj in {**self.modules(), **self.optimizers()}.items()}
+        return {**state, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, obj in {**self.modules(), **self.optimizers()}.items():
+            obj.load_state_dict(state[name])
+        self.step = int(state["step"])
+
+
+class BCLearner(_ActorMixin):
+    """Behaviour cloning: the actor loss of IQL with unit weights; no critics."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        algorithm: AlgorithmConfig,
+        network: NetworkConfig,
+        total_steps: int,
+        device: torch.device | str = "cpu",
+    ) -> None:
+        self.algorithm = algorithm
+        self.device = torch.device(device)
+        self.step = 0
+        self._build_actor(obs_dim, act_dim, network, total_steps)
+
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        weights = torch.ones_like(batch.rewards)
+        actor_loss = self._actor_step(batch.obs, batch.actions, weights)
+        self.step += 1
+        return {"actor_loss": actor_loss}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "actor": self.actor.state_dict(),
+            "actor_optimizer": self.actor_optimizer.state_dict(),
+            "actor_scheduler": self.actor_scheduler.state_dict(),
+            "step": self.step,
+        }
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
+        self.actor_scheduler.load_state_dict(state["actor_scheduler"])
+        self.step = int(state["step"])
+
+
+def make_learner(
+    obs_dim: int,
+    act_dim: int,
+    algorithm: AlgorithmConfig,
+    network: NetworkConfig,
+    total_steps: int,
+    device: torch.device | str = "cpu",
+) -> IQLLearner | BCLearner:
+    """The learner ``algorithm.name`` asks for."""
+    cls = BCLearner if algorithm.name == "bc" else IQLLearner
+    return cls(obs_dim, act_dim, algorithm, network, total_steps, device)

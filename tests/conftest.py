@@ -1,0 +1,56 @@
+"""Shared fixtures: one local Minari folder per test session, and a runner for the real entry point."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session", autouse=True)
+def minari_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A private $MINARI_DATASETS_PATH: tests build the datasets they use and never touch ~/.minari."""
+    root = tmp_path_factory.mktemp("minari")
+    os.environ["MINARI_DATASETS_PATH"] = str(root)
+    os.environ["WANDB_MODE"] = "offline"
+    os.environ["WANDB_SILENT"] = "true"
+    os.environ.pop("WANDB_API_KEY", None)
+    return root
+
+
+@pytest.fixture(scope="session")
+def pendulum_dataset(minari_root: Path) -> str:
+    from iql.data import recipes
+
+    recipes.build(recipes.RECIPES["pendulum-mixed"], progress=False)
+    return recipes.RECIPES["pendulum-mixed"].dataset_id
+
+
+def launch(
+    *overrides: str, run_dir: Path | None = None, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python launch.py`` with these overrides, as a user would; output captured."""
+    args = [sys.executable, str(REPO / "launch.py"), *overrides]
+    if run_dir is not None:
+        args.append(f"hydra.run.dir={run_dir}")
+    return subprocess.run(
+        args, cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
+    )
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run tests marked slow (real training, SLURM)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--slow") or "slow" in (config.getoption("-m") or ""):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

@@ -1,0 +1,140 @@
+"""The real entry point, as a user runs it: outputs, other datasets, clear errors, exact resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, launch
+
+TINY = ["network.hidden_dims=[32,32]", "train.batch_size=64", "eval.episodes=2"]
+
+
+def read_metrics(run_dir: Path) -> list[dict]:
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_run_writes_the_run_dir_contract(tmp_path: Path, pendulum_dataset: str) -> None:
+    result = launch(
+        *TINY,
+        "train.steps=300",
+        "train.log_every=100",
+        "train.eval_every=150",
+        "train.checkpoint_every=150",
+        run_dir=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for key in (
+        "normalized_score",
+        "best_normalized_score",
+        "return_mean",
+        "steps",
+        "wall_time_s",
+        "steps_per_s",
+        "expectile",
+        "beta",
+        "seed",
+        "dataset_id",
+    ):
+        assert key in summary, key
+    assert summary["steps"] == 300 and summary["dataset_id"] == pendulum_dataset
+    assert (summary["expectile"], summary["beta"]) == (0.7, 3.0)
+    rows = read_metrics(tmp_path)
+    assert [r["step"] for r in rows] == [100, 150, 200, 300]
+    assert rows[-1]["eval/normalized_score"] == pytest.approx(summary["normalized_score"])
+    assert summary["best_normalized_score"] >= summary["normalized_score"]
+    assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / ".hydra" / "overrides.yaml").exists()
+    assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb")), "no offline W&B run was written"
+
+
+def test_bc_baseline_runs_on_the_same_data(tmp_path: Path, pendulum_dataset: str) -> None:
+    result = launch(*TINY, "algorithm=bc", "train.steps=200", "logger=none", run_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["algorithm"] == "bc" and summary["steps"] == 200
+    assert "train/critic_loss" not in read_metrics(tmp_path)[-1]
+    assert not (tmp_path / "wandb").exists()
+
+
+def test_another_minari_dataset_trains_without_code_change(tmp_path: Path) -> None:
+    result = launch(*TINY, "dataset=inverted_pendulum_mixed", "train.steps=200", "logger=none", run_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["dataset_id"] == "iql/inverted-pendulum/mixed-v0"
+    assert summary["normalized_score"] is not None
+
+
+@pytest.mark.parametrize(
+    ("override", "expected"),
+    [
+        ("algorithm.expectile=1.5", "algorithm.expectile=1.5"),
+        ("algorithm.beta=-1", "algorithm.beta=-1"),
+        ("algorithm.discount=0", "algorithm.discount=0"),
+        ("train.steps=0", "train.steps=0"),
+        ("train.batch_size=-4", "train.batch_size=-4"),
+        ("train.batch_size=1000000", "larger than dataset"),
+        ("algorithm.expectile=abc", "algorithm.expectile"),
+        ("algorithm=nosuch", "nosuch"),
+        ("+algorithm.typo=1", "algorithm.typo"),
+        ("algorithm.typo=1", "typo"),
+        ("dataset.id=nowhere/missing-v0", "python -m iql.data build"),
+        ("dataset.id=hopper-medium", "namespace/name-vN"),
+        ("hardware.device=cuda", "CUDA is not available"),
+    ],
+)
+def test_bad_input_fails_with_one_clear_message(
+    tmp_path: Path, pendulum_dataset: str, override: str, expected: str
+) -> None:
+    if override == "hardware.device=cuda" and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    result = launch(*TINY, "train.steps=10", "logger=none", override, run_dir=tmp_path)
+    assert result.returncode != 0
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_killed_run_resumes_to_identical_weights(tmp_path: Path, pendulum_dataset: str) -> None:
+    args = [
+        *TINY,
+        "train.steps=600",
+        "train.log_every=50",
+        "train.eval_every=300",
+        "train.checkpoint_every=100",
+        "logger=none",
+        "hardware.threads=1",
+    ]
+    reference = tmp_path / "reference"
+    assert launch(*args, run_dir=reference).returncode == 0
+
+    interrupted = tmp_path / "interrupted"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), *args, f"hydra.run.dir={interrupted}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.time() + 120
+    while not (interrupted / "checkpoint.prev.pt").exists() and process.poll() is None and time.time() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert not (interrupted / "summary.json").exists(), "the run finished before it could be killed"
+    result = launch(*args, run_dir=interrupted)
+    assert result.returncode == 0, result.stderr
+
+    final = torch.load(interrupted / "checkpoint.pt", weights_only=False)["learner"]
+    expected = torch.load(reference / "checkpoint.pt", weights_only=False)["learner"]
+    for net in ("critic", "target_critic", "value", "actor"):
+        for name, tensor in expected[net].items():
+            assert torch.equal(final[net][name], tensor), f"{net}.{name} differs after resume"
+    steps = [row["step"] for row in read_metrics(interrupted)]
+    assert steps == sorted(set(steps)) and steps[-1] == 600
+    assert json.loads((interrupted / "summary.json").read_text())["steps"] == 600
