@@ -85,10 +85,29 @@ class EvalConfig:
 
 
 @dataclass
+class SlurmConfig:
+    """What a SLURM job asks for; ``conf/hardware/slurm*.yaml`` pass these to Hydra's submitit launcher."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None
+    time_min: int = 60  # wall-time limit per job, minutes
+    cpus_per_task: int = 2  # the job's torch threads follow this (SLURM_CPUS_PER_TASK)
+    mem_gb: int = 8
+    gpus_per_node: int = 0
+    array_parallelism: int = 64  # jobs of one sweep running at once
+    max_requeues: int = 3  # requeues after a timeout (preemptions are always requeued)
+    setup: list[str] = field(default_factory=list)  # shell lines run before each job (module load, source venv)
+    additional: dict[str, str] = field(default_factory=dict)  # other sbatch options, e.g. {mail-type: END}
+
+
+@dataclass
 class HardwareConfig:
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads; None: the cores this job was given
     jobs_per_node: int = 1  # jobs sharing this machine's cores (local parallel sweeps)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
 
 
 @dataclass
@@ -181,6 +200,10 @@ def validate(cfg: RunConfig) -> RunConfig:
     )
     _require(h.threads is None or h.threads > 0, "hardware.threads", h.threads, "a positive count, or null")
     _require(h.jobs_per_node >= 1, "hardware.jobs_per_node", h.jobs_per_node, "at least 1")
+    for key in ("time_min", "cpus_per_task", "mem_gb", "array_parallelism"):
+        _require(getattr(h.slurm, key) >= 1, f"hardware.slurm.{key}", getattr(h.slurm, key), "must be ≥ 1")
+    _require(h.slurm.gpus_per_node >= 0, "hardware.slurm.gpus_per_node", h.slurm.gpus_per_node, "must be ≥ 0")
+    _require(h.slurm.max_requeues >= 0, "hardware.slurm.max_requeues", h.slurm.max_requeues, "must be ≥ 0")
 
     _one_of("logger.backend", log.backend, LOGGER_BACKENDS)
     _one_of("logger.mode", log.mode, LOGGER_MODES)

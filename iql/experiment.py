@@ -138,6 +138,7 @@ class Experiment:
         self.best_score: float | None = None
         self.best_return: float | None = None
         self.last_eval: EvalResult | None = None
+        self.resumed_from: list[int] = []  # steps at which earlier attempts of this run were continued
         wandb_id = None
         saved = checkpoint.load_latest(run_dir)
         if saved is not None:
@@ -147,6 +148,7 @@ class Experiment:
             checkpoint.set_rng_state(saved["rng"])
             self.elapsed_before = float(saved["elapsed_s"])
             self.best_score, self.best_return = saved["best_score"], saved["best_return"]
+            self.resumed_from = [*saved.get("resumed_from", []), self.learner.step]
             wandb_id = saved.get("wandb_id")
             log.info("resuming %s from step %d", run_dir, self.learner.step)
         self.logger = RunLogger(run_dir, cfg, wandb_id=wandb_id, resume_step=self.learner.step)
@@ -187,6 +189,7 @@ class Experiment:
             "best_score": self.best_score,
             "best_return": self.best_return,
             "wandb_id": self.logger.wandb_id,
+            "resumed_from": self.resumed_from,
         }
         checkpoint.save(self.run_dir, state)
 
@@ -267,6 +270,8 @@ class Experiment:
             "threads": torch.get_num_threads(),
             "eval_episodes": cfg.eval.episodes,
             "run_dir": str(self.run_dir),
+            "resumed_from_steps": self.resumed_from,
+            "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         }
 
     def _raise_if_diverged(self, first_bad: int, step: int) -> None:

@@ -168,7 +168,8 @@ ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 JobAcctGatherType=jobacct_gather/none
 ${ACCT_CONF}
-JobCompType=jobcomp/none
+JobCompType=jobcomp/filetxt
+JobCompLoc=/var/log/slurm/jobcomp.log
 SwitchType=switch/none
 SchedulerType=sched/backfill
 SchedulerParameters=bf_interval=2,sched_interval=2

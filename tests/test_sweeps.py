@@ -1,0 +1,39 @@
+"""Ready sweeps compose, narrow on the command line, and run in parallel on one machine."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from conftest import launch
+
+TINY = ["network.hidden_dims=[32,32]", "train.batch_size=64", "eval.episodes=2", "logger=none", "train.steps=100"]
+SWEEPS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("sweep", SWEEPS)
+def test_every_sweep_composes(sweep: str) -> None:
+    result = launch("-cd", "sweeps", "-cn", sweep, "--cfg", "hydra")
+    assert result.returncode == 0, result.stderr
+    assert "mode: MULTIRUN" in result.stdout and "params:" in result.stdout
+
+
+@pytest.mark.slow
+def test_local_parallel_sweep_runs_every_job_with_one_thread(tmp_path: Path, pendulum_dataset: str) -> None:
+    result = launch(
+        "-cd",
+        "sweeps",
+        "-cn",
+        "tau",
+        "hardware=local_parallel",
+        "algorithm.expectile=0.6,0.8",
+        "seed=0,1",
+        *TINY,
+        f"hydra.sweep.dir={tmp_path}",
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
+    assert sorted((s["expectile"], s["seed"]) for s in summaries) == [(0.6, 0), (0.6, 1), (0.8, 0), (0.8, 1)]
+    assert all(s["threads"] == 1 and s["steps"] == 100 for s in summaries)
