@@ -73,5 +73,28 @@ def main(cfg: DictConfig) -> float | None:
     return score
 
 
+def unwritable_output_dir(argv: list[str]) -> str | None:
+    """The output dir named on the command line (or the cwd, where Hydra's default dirs go) if it cannot be created.
+
+    Hydra creates the run dir before any task code runs, so this is checked before handing over to Hydra.
+    """
+    named = [arg.split("=", 1)[1] for arg in argv if arg.startswith(("hydra.run.dir=", "hydra.sweep.dir="))]
+    for directory in named or [os.getcwd()]:
+        existing = Path(directory).absolute()
+        while not existing.exists():
+            existing = existing.parent
+        if not existing.is_dir() or not os.access(existing, os.W_OK | os.X_OK):
+            return directory
+    return None
+
+
 if __name__ == "__main__":
+    bad_dir = unwritable_output_dir(sys.argv[1:])
+    if bad_dir is not None:
+        print(
+            f"Error: the output directory {bad_dir} cannot be created or written. Set hydra.run.dir (or "
+            "hydra.sweep.dir for -m) to a folder you can write to, or start from a writable working directory.",
+            file=sys.stderr,
+        )
+        sys.exit(2)
     main()

@@ -54,3 +54,29 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def broken_datasets(minari_root: Path) -> dict[str, str]:
+    """Real Minari datasets a user could end up with: one holding a NaN observation, one with no transitions."""
+    import warnings
+
+    import minari
+    import numpy as np
+    from minari.data_collector import EpisodeBuffer
+
+    obs = np.zeros((4, 3))
+    obs[2, 1] = np.nan
+    episode = EpisodeBuffer(
+        observations=obs,
+        actions=np.zeros((3, 1), np.float32),
+        rewards=np.zeros(3),
+        terminations=np.zeros(3, bool),
+        truncations=np.array([False, False, True]),
+        infos={},
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        minari.create_dataset_from_buffers("test/nan-v0", [episode], env="Pendulum-v1", data_format="hdf5")
+        minari.create_dataset_from_buffers("test/empty-v0", [], env="Pendulum-v1", data_format="hdf5")
+    return {"nan": "test/nan-v0", "empty": "test/empty-v0"}

@@ -93,23 +93,9 @@ def test_missing_dataset_says_how_to_get_it(pendulum_dataset: str) -> None:
     assert "python -m iql.data build" in message and "dataset.download=true" in message
 
 
-def test_non_finite_dataset_is_rejected(minari_root: object) -> None:
-    import minari
-    from minari.data_collector import EpisodeBuffer
-
-    obs = np.zeros((4, 3))
-    obs[2, 1] = np.nan
-    episode = EpisodeBuffer(
-        observations=obs,
-        actions=np.zeros((3, 1), np.float32),
-        rewards=np.zeros(3),
-        terminations=np.zeros(3, bool),
-        truncations=np.array([False, False, True]),
-        infos={},
-    )
-    minari.create_dataset_from_buffers("test/nan-v0", [episode], env="Pendulum-v1", data_format="hdf5")
-    with pytest.raises(DatasetError, match="non-finite value.*'obs'"):
-        prepare(DatasetConfig(id="test/nan-v0"))
+def test_non_finite_dataset_is_rejected(broken_datasets: dict[str, str]) -> None:
+    with pytest.raises(DatasetError, match="non-finite value.*'obs'.*transition 1"):
+        prepare(DatasetConfig(id=broken_datasets["nan"]))
 
 
 def test_build_is_idempotent_and_leaves_no_staging(pendulum_dataset: str, minari_root: object) -> None:
