@@ -160,22 +160,30 @@ def _key(algorithm: str, dataset_id: str, expectile: Any, beta: Any) -> ConfigKe
     return ConfigKey(dataset_id, algorithm, float(expectile), float(beta))
 
 
+def _identity(summary: dict[str, Any] | None, config: dict[str, Any]) -> tuple[ConfigKey, int] | None:
+    """(configuration, seed) from summary.json, else from .hydra/config.yaml; None when neither tells."""
+    if summary is not None:
+        try:
+            key = _key(summary["algorithm"], summary["dataset_id"], summary["expectile"], summary["beta"])
+            return key, int(summary["seed"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    try:
+        algorithm, dataset = config["algorithm"], config["dataset"]
+        return _key(algorithm["name"], dataset["id"], algorithm["expectile"], algorithm["beta"]), int(config["seed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
 def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
     """Read one run dir: its configuration, final and best score (when finished) and its evaluation curve."""
     summary = _load_json(run_dir / SUMMARY_FILE)
     config = _load_yaml(run_dir / HYDRA_CONFIG) or {}
-    try:
-        if summary is not None:
-            key = _key(summary["algorithm"], summary["dataset_id"], summary["expectile"], summary["beta"])
-            seed = int(summary["seed"])
-        else:
-            algorithm, dataset = config["algorithm"], config["dataset"]
-            key = _key(algorithm["name"], dataset["id"], algorithm["expectile"], algorithm["beta"])
-            seed = int(config["seed"])
-    except (KeyError, TypeError, ValueError):
+    identity = _identity(summary, config)
+    if identity is None:
         state = "an unreadable summary.json" if (run_dir / SUMMARY_FILE).exists() else "no summary.json"
         return UnreadableRun(run_dir, f"{state} and no readable {HYDRA_CONFIG}: its τ, β and seed are unknown")
-
+    key, seed = identity
     rows = read_metrics(run_dir / METRICS_FILE)
     if summary is not None:
         metric = "normalized_score" if summary.get("normalized_score") is not None else "return_mean"
@@ -184,7 +192,8 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
     evals = [(int(row["step"]), float(row[f"eval/{metric}"])) for row in rows if f"eval/{metric}" in row]
     best_key = "best_normalized_score" if metric == "normalized_score" else "best_return_mean"
     logger, train = _section(config, "logger"), _section(config, "train")
-    learning = {entry for entry in _flatten(config) if changes_learning(entry) and not entry.startswith("overrides=")}
+    ignored = ("overrides=",) + (() if key.expectile is not None else ("algorithm.expectile=", "algorithm.beta="))
+    learning = {entry for entry in _flatten(config) if changes_learning(entry) and not entry.startswith(ignored)}
     return RunRecord(
         run_dir=run_dir,
         key=key,

@@ -76,16 +76,14 @@ def aggregate(runs: list[RunRecord]) -> list[ConfigResult]:
     results = []
     for key in sorted(by_key, key=lambda k: (k.dataset_id, k.algorithm, k.expectile or 0.0, k.beta or 0.0)):
         group = sorted(by_key[key], key=lambda run: (run.seed, str(run.run_dir)))
-        finished = [(run.seed, run.final_score, run.best_score) for run in group if run.final_score is not None]
+        seeds, final_scores, best_scores = [], [], []
+        for run in group:
+            if run.final_score is not None:
+                seeds.append(run.seed)
+                final_scores.append(run.final_score)
+                best_scores.append(run.final_score if run.best_score is None else run.best_score)
         results.append(
-            ConfigResult(
-                key=key,
-                metric=group[0].metric,
-                seeds=tuple(seed for seed, _, _ in finished),
-                final_scores=tuple(final for _, final, _ in finished),
-                best_scores=tuple(final if best is None else best for _, final, best in finished),
-                runs=tuple(group),
-            )
+            ConfigResult(key, group[0].metric, tuple(seeds), tuple(final_scores), tuple(best_scores), tuple(group))
         )
     return results
 
