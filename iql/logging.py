@@ -161,6 +161,23 @@ def resolve_wandb_mode(cfg: LoggerConfig) -> str:
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
 
 
+def init_wandb_run(mode: str, **kwargs: Any) -> Any | None:
+    """``wandb.init(mode=mode, **kwargs)``; an online start that fails falls back to offline. None, with a warning
+    per failed attempt, when W&B is not installed or no attempt starts (network, auth, disk: never fatal)."""
+    try:
+        import wandb
+    except ImportError:
+        log.warning("wandb is not installed")
+        return None
+    settings = wandb.Settings(init_timeout=60, silent=True)
+    for attempt in [mode, "offline"] if mode == "online" else [mode]:
+        try:
+            return wandb.init(mode=attempt, settings=settings, **kwargs)  # type: ignore[arg-type]
+        except Exception as error:
+            log.warning("W&B failed to start in %s mode (%s: %s)", attempt, type(error).__name__, error)
+    return None
+
+
 class RunLogger:
     """Writes metric rows and the summary to the run dir and, when enabled, to a W&B run (resumed by id)."""
 
@@ -182,14 +199,10 @@ class RunLogger:
         atomic_write_bytes(self.metrics_path, lambda handle: handle.write("".join(kept).encode()))
 
     def _start_wandb(self, cfg: RunConfig, mode: str) -> None:
-        try:
-            import wandb
-        except ImportError:
-            log.warning("wandb is not installed; logging to %s only", self.metrics_path)
-            return
         if self.wandb_id is None:
             self.wandb_id = secrets.token_hex(4)  # kept in the checkpoint so a requeued job resumes this run
-        kwargs = dict(
+        self._wandb = init_wandb_run(
+            mode,
             dir=str(self.run_dir),
             project=cfg.logger.project,
             entity=cfg.logger.entity,
@@ -200,19 +213,16 @@ class RunLogger:
             config=wandb_config(cfg),
             id=self.wandb_id,
             resume="allow",
-            settings=wandb.Settings(init_timeout=60, silent=True),
         )
-        for attempt in [mode, "offline"] if mode == "online" else [mode]:
-            try:
-                self._wandb = wandb.init(mode=attempt, **kwargs)  # type: ignore[arg-type]
-                self._wandb.define_metric("step")  # the gradient step is the x-axis of every chart
-                self._wandb.define_metric("*", step_metric="step")
-            except Exception as error:  # network, auth, disk: never fatal
-                log.warning("W&B failed to start in %s mode (%s: %s)", attempt, type(error).__name__, error)
-                self._finish_wandb(exit_code=1)
-                continue
+        if self._wandb is None:
+            log.warning("continuing without W&B; metrics are in %s", self.metrics_path)
             return
-        log.warning("continuing without W&B; metrics are in %s", self.metrics_path)
+        try:
+            self._wandb.define_metric("step")  # the gradient step is the x-axis of every chart
+            self._wandb.define_metric("*", step_metric="step")
+        except Exception as error:
+            log.warning("W&B define_metric failed (%s); continuing without W&B", error)
+            self._finish_wandb(exit_code=1)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         row = {"step": step, **metrics}

@@ -134,7 +134,7 @@ def curves_png(results: list[ConfigResult]) -> bytes | None:
             if band.any():
                 alpha = 0.2 if style == "-" else 0.08
                 axes.fill_between(steps[band], (mean - std)[band], (mean + std)[band], color=colour, alpha=alpha)
-        axes.set_title("τ=" + f"{tau:g}" if tau is not None else results[0].key.dataset_name)
+        axes.set_title(f"τ={tau:g}" if tau is not None else results[0].key.dataset_name)
         axes.set_xlabel("gradient step")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=8)

@@ -122,18 +122,12 @@ def _natural_key(path: Path) -> list[tuple[int, int | str]]:
     return [(0, int(part)) if part.isdigit() else (1, part) for part in path.parts]
 
 
-def _load_json(path: Path) -> dict[str, Any] | None:
+def _load_mapping(path: Path) -> dict[str, Any] | None:
+    """A JSON or YAML file's top-level mapping; None when it is missing, unreadable or not a mapping."""
     try:
-        payload = json.loads(path.read_text())
-    except (OSError, json.JSONDecodeError):
-        return None
-    return payload if isinstance(payload, dict) else None
-
-
-def _load_yaml(path: Path) -> dict[str, Any] | None:
-    try:
-        payload = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError):
+        text = path.read_text()
+        payload = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):  # JSONDecodeError is a ValueError
         return None
     return payload if isinstance(payload, dict) else None
 
@@ -177,8 +171,8 @@ def _identity(summary: dict[str, Any] | None, config: dict[str, Any]) -> tuple[C
 
 def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
     """Read one run dir: its configuration, final and best score (when finished) and its evaluation curve."""
-    summary = _load_json(run_dir / SUMMARY_FILE)
-    config = _load_yaml(run_dir / HYDRA_CONFIG) or {}
+    summary = _load_mapping(run_dir / SUMMARY_FILE)
+    config = _load_mapping(run_dir / HYDRA_CONFIG) or {}
     identity = _identity(summary, config)
     if identity is None:
         state = "an unreadable summary.json" if (run_dir / SUMMARY_FILE).exists() else "no summary.json"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from iql.config import LoggerConfig
 from iql.errors import ReportError
-from iql.logging import resolve_wandb_mode
+from iql.logging import init_wandb_run, resolve_wandb_mode
 from iql.report.build import Report
 from iql.report.table import CSV_COLUMNS, best_result, table_rows
 
@@ -25,10 +25,6 @@ def report_project(report: Report) -> str:
 
 def log_report(report: Report, project: str | None = None, entity: str | None = None) -> str:
     """Log ``report`` to a new W&B run and return where it went (the run's URL, or its offline folder)."""
-    try:
-        import wandb
-    except ImportError as error:
-        raise ReportError("--wandb needs the wandb package: pip install wandb.") from error
     mode = resolve_wandb_mode(LoggerConfig())
     if mode == "disabled":
         raise ReportError(
@@ -36,7 +32,8 @@ def log_report(report: Report, project: str | None = None, entity: str | None = 
             f"report is in {report.markdown_path}."
         )
     datasets = sorted({result.key.dataset_name for result in report.results})
-    kwargs = dict(
+    run = init_wandb_run(
+        mode,
         project=project or report_project(report),
         entity=entity,
         job_type="report",
@@ -44,34 +41,28 @@ def log_report(report: Report, project: str | None = None, entity: str | None = 
         tags=sorted({"report", *report.sweeps, *datasets}),
         config={"sources": [str(path) for path in report.sources], "sweeps": report.sweeps, "datasets": datasets},
         dir=str(report.out_dir),
-        settings=wandb.Settings(init_timeout=60, silent=True),
     )
-    errors = []
-    for attempt in [mode, "offline"] if mode == "online" else [mode]:
-        try:
-            run = wandb.init(mode=attempt, **kwargs)  # type: ignore[arg-type]
-        except Exception as error:  # network, auth, disk
-            errors.append(f"{attempt}: {type(error).__name__}: {error}")
-            continue
-        try:
-            images = {f"heatmap/{path.stem.removeprefix('heatmap-')}": path for path in report.heatmaps.values()}
-            images |= {f"curves/{path.stem.removeprefix('curves-')}": path for path in report.curves.values()}
-            run.log(
-                {
-                    "table": wandb.Table(columns=list(CSV_COLUMNS), data=table_rows(report.results)),
-                    **{key: wandb.Image(str(path)) for key, path in images.items()},
-                }
-            )
-            for results in report.by_dataset.values():
-                winner = best_result(results)
-                if winner is not None:
-                    run.summary[f"best/{winner.key.dataset_name}"] = winner.key.label
-                    run.summary[f"best_final_mean/{winner.key.dataset_name}"] = winner.final[0]
-            where = run.url if attempt == "online" and run.url else str(Path(run.dir).parent)
-        finally:
-            run.finish()
-        return where
-    raise ReportError(
-        f"W&B could not start a report run ({'; '.join(errors)}). The local report is complete in "
-        f"{report.markdown_path}; retry with WANDB_MODE=offline and upload later with `wandb sync`."
-    )
+    if run is None:
+        raise ReportError(
+            f"W&B could not start a report run (see the warnings above). The local report is complete in "
+            f"{report.markdown_path}; retry with WANDB_MODE=offline and upload later with `wandb sync`."
+        )
+    import wandb
+
+    try:
+        images = {f"heatmap/{path.stem.removeprefix('heatmap-')}": path for path in report.heatmaps.values()}
+        images |= {f"curves/{path.stem.removeprefix('curves-')}": path for path in report.curves.values()}
+        run.log(
+            {
+                "table": wandb.Table(columns=list(CSV_COLUMNS), data=table_rows(report.results)),
+                **{key: wandb.Image(str(path)) for key, path in images.items()},
+            }
+        )
+        for results in report.by_dataset.values():
+            winner = best_result(results)
+            if winner is not None:
+                run.summary[f"best/{winner.key.dataset_name}"] = winner.key.label
+                run.summary[f"best_final_mean/{winner.key.dataset_name}"] = winner.final[0]
+        return str(run.url or Path(run.dir).parent)
+    finally:
+        run.finish()
