@@ -19,6 +19,7 @@ from pathlib import Path
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
@@ -54,6 +55,10 @@ def main(cfg: DictConfig) -> float | None:
     try:
         run_config = to_run_config(cfg, list(hydra_cfg.overrides.task))
         from iql.experiment import run  # heavy imports (torch, gymnasium) after the config is known to be valid
+        from iql.logging import sweep_name
+
+        if run_config.logger.sweep is None and hydra_cfg.mode == RunMode.MULTIRUN:
+            run_config.logger.sweep = sweep_name(hydra_cfg.sweep.dir)
 
         summary = run(run_config, Path(hydra_cfg.runtime.output_dir))
     except IQLError as error:

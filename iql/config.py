@@ -116,10 +116,11 @@ class LoggerConfig:
     mode: str = "auto"  # auto (online with an API key, else offline) | offline | online | disabled
     project: str = "iql"
     entity: str | None = None
-    group: str | None = None  # W&B group; None: derived from the dataset and the non-seed overrides
+    group: str | None = None  # W&B group; None: derived from the sweep, the dataset and the non-seed overrides
     name: str | None = None  # W&B run name; None: derived from the overrides
     tags: list[str] = field(default_factory=list)
     job_type: str = "train"
+    sweep: str | None = None  # sweep name: a W&B tag and the front of the group; None: from hydra.sweep.dir in -m
 
 
 @dataclass

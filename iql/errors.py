@@ -23,3 +23,7 @@ class DeviceError(IQLError):
 
 class TrainingDivergedError(IQLError):
     """A loss became NaN or infinite."""
+
+
+class ReportError(IQLError):
+    """The paths given to ``python -m iql.report`` hold no readable runs, or the report could not be written."""

@@ -266,6 +266,7 @@ class Experiment:
             "beta": cfg.algorithm.beta,
             "seed": cfg.seed,
             "dataset_id": cfg.dataset.id,
+            "sweep": cfg.logger.sweep,
             "device": str(self.device),
             "threads": torch.get_num_threads(),
             "eval_episodes": cfg.eval.episodes,

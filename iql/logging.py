@@ -41,46 +41,110 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
     atomic_write_bytes(path, lambda handle: handle.write(text.encode()))
 
 
-def _short_dataset(dataset_id: str) -> str:
-    """``iql/pendulum/mixed-v0`` → ``pendulum-mixed-v0``: no ``/``, so it is safe in names and paths."""
+def short_dataset(dataset_id: str) -> str:
+    """``iql/pendulum/mixed-v0`` → ``pendulum-mixed-v0``: no ``/``, so it is safe in names, tags and paths."""
     parts = dataset_id.split("/")
     return "-".join(parts[1:] if len(parts) > 1 else parts)
 
 
-def _format_value(value: float) -> str:
+def format_value(value: float) -> str:
+    """Shortest readable form of a hyperparameter: 0.7 → ``0.7``, 10.0 → ``10``, 3e-4 → ``0.0003``."""
     return f"{value:g}"
+
+
+def sweep_name(sweep_dir: str | Path) -> str:
+    """Name of a sweep from its directory: the folder name, with the date in front for Hydra's default
+    ``multirun/<date>/<time>`` layout (``multirun/2026-11-24/16-58-29`` → ``2026-11-24-16-58-29``)."""
+    path = Path(sweep_dir)
+    name = path.name
+    if re.fullmatch(r"\d{2}-\d{2}-\d{2}", name) and path.parent.name:
+        name = f"{path.parent.name}-{name}"
+    return name
+
+
+def changes_learning(override: str) -> bool:
+    """Whether a ``key=value`` override can change what is learned (seed, hardware, logging cadence cannot)."""
+    return not override.lstrip("+~").startswith(_NON_CONFIG_PREFIXES)
 
 
 def config_overrides(cfg: RunConfig) -> list[str]:
     """Command-line overrides that change what is learned (not seed, hardware, logging cadence)."""
-    return sorted(o.lstrip("+~") for o in cfg.overrides if not o.lstrip("+~").startswith(_NON_CONFIG_PREFIXES))
+    return sorted(o.lstrip("+~") for o in cfg.overrides if changes_learning(o))
+
+
+def _other_overrides(cfg: RunConfig) -> list[str]:
+    """Learning-relevant overrides besides the dataset, the algorithm, τ and β (which names show on their own)."""
+    shown = r"(algorithm\.(expectile|beta|name)|algorithm|dataset|dataset\.id)="
+    return [o for o in config_overrides(cfg) if not re.match(shown, o)]
 
 
 def run_group(cfg: RunConfig) -> str:
-    """Seed-independent W&B group: dataset, algorithm, τ, β and any other learning-relevant override."""
+    """Seed-independent W&B group, one per sweep and configuration: sweep, dataset, algorithm, τ, β and any other
+    learning-relevant override, e.g. ``tau-beta-pendulum-mixed-v0-iql-t0.9-b10`` (at most 128 characters, no ``/``)."""
     if cfg.logger.group:
         return cfg.logger.group
     a = cfg.algorithm
-    group = f"{_short_dataset(cfg.dataset.id)}-{a.name}"
+    group = f"{short_dataset(cfg.dataset.id)}-{a.name}"
     if a.name == "iql":
-        group += f"-t{_format_value(a.expectile)}-b{_format_value(a.beta)}"
-    rest = [
-        o for o in config_overrides(cfg) if not re.match(r"(algorithm\.(expectile|beta|name)|algorithm|dataset)=", o)
-    ]
+        group += f"-t{format_value(a.expectile)}-b{format_value(a.beta)}"
+    rest = _other_overrides(cfg)
     if rest:
         group += "-" + ",".join(rest)
+    if cfg.logger.sweep:
+        group = f"{cfg.logger.sweep}-{group}"
     return group.replace("/", "-")[:128]
 
 
 def run_name(cfg: RunConfig) -> str:
-    """Readable W&B run name, e.g. ``pendulum-mixed-v0 iql τ=0.9 β=10 s2``."""
+    """Readable W&B run name from the overrides, e.g. ``pendulum-mixed-v0 iql τ=0.9 β=10 s2`` (other
+    learning-relevant overrides appear by their last key, ``… β=10 layer_norm=true s2``)."""
     if cfg.logger.name:
         return cfg.logger.name
     a = cfg.algorithm
-    name = f"{_short_dataset(cfg.dataset.id)} {a.name}"
+    parts = [short_dataset(cfg.dataset.id), a.name]
     if a.name == "iql":
-        name += f" τ={_format_value(a.expectile)} β={_format_value(a.beta)}"
-    return f"{name} s{cfg.seed}"
+        parts += [f"τ={format_value(a.expectile)}", f"β={format_value(a.beta)}"]
+    for override in _other_overrides(cfg):
+        key, equals, value = override.partition("=")
+        parts.append(key.rsplit(".", 1)[-1] + equals + value)
+    return " ".join([*parts, f"s{cfg.seed}"])
+
+
+def run_tags(cfg: RunConfig) -> list[str]:
+    """W&B tags: algorithm, dataset, sweep (when the run belongs to one) and ``logger.tags`` (≤ 64 characters each)."""
+    tags = {cfg.algorithm.name, short_dataset(cfg.dataset.id), *cfg.logger.tags}
+    if cfg.logger.sweep:
+        tags.add(cfg.logger.sweep)
+    return sorted(tag[:64] for tag in tags)
+
+
+def wandb_config(cfg: RunConfig) -> dict[str, Any]:
+    """The resolved config as W&B sees it: the nested dataclass dict plus flat ``expectile``, ``beta``,
+    ``dataset_id`` and ``sweep`` (``seed`` is already top level), so runs can be grouped and plotted on τ and β.
+    BC runs have no τ or β: those are None rather than unused defaults."""
+    is_iql = cfg.algorithm.name == "iql"
+    return {
+        **asdict(cfg),
+        "expectile": cfg.algorithm.expectile if is_iql else None,
+        "beta": cfg.algorithm.beta if is_iql else None,
+        "dataset_id": cfg.dataset.id,
+        "sweep": cfg.logger.sweep,
+    }
+
+
+def read_metrics(path: Path) -> list[dict[str, Any]]:
+    """Rows of a ``metrics.jsonl`` file, skipping a last row cut short by a kill; [] when the file is missing."""
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
 
 
 def resolve_wandb_mode(cfg: LoggerConfig) -> str:
@@ -95,6 +159,23 @@ def resolve_wandb_mode(cfg: LoggerConfig) -> str:
     if env_mode in ("online", "run", "disabled"):
         return {"run": "online"}.get(env_mode, env_mode)
     return "online" if os.environ.get("WANDB_API_KEY") else "offline"
+
+
+def init_wandb_run(mode: str, **kwargs: Any) -> Any | None:
+    """``wandb.init(mode=mode, **kwargs)``; an online start that fails falls back to offline. None, with a warning
+    per failed attempt, when W&B is not installed or no attempt starts (network, auth, disk: never fatal)."""
+    try:
+        import wandb
+    except ImportError:
+        log.warning("wandb is not installed")
+        return None
+    settings = wandb.Settings(init_timeout=60, silent=True)
+    for attempt in [mode, "offline"] if mode == "online" else [mode]:
+        try:
+            return wandb.init(mode=attempt, settings=settings, **kwargs)  # type: ignore[arg-type]
+        except Exception as error:
+            log.warning("W&B failed to start in %s mode (%s: %s)", attempt, type(error).__name__, error)
+    return None
 
 
 class RunLogger:
@@ -114,47 +195,34 @@ class RunLogger:
         """Drop rows written after the checkpoint we resume from, so ``step`` stays strictly increasing."""
         if not self.metrics_path.exists():
             return
-        kept = []
-        for line in self.metrics_path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:  # a row cut short by a kill
-                continue
-            if row.get("step", math.inf) <= step:
-                kept.append(line + "\n")
+        kept = [json.dumps(row) + "\n" for row in read_metrics(self.metrics_path) if row.get("step", math.inf) <= step]
         atomic_write_bytes(self.metrics_path, lambda handle: handle.write("".join(kept).encode()))
 
     def _start_wandb(self, cfg: RunConfig, mode: str) -> None:
-        try:
-            import wandb
-        except ImportError:
-            log.warning("wandb is not installed; logging to %s only", self.metrics_path)
-            return
         if self.wandb_id is None:
             self.wandb_id = secrets.token_hex(4)  # kept in the checkpoint so a requeued job resumes this run
-        kwargs = dict(
+        self._wandb = init_wandb_run(
+            mode,
             dir=str(self.run_dir),
             project=cfg.logger.project,
             entity=cfg.logger.entity,
             group=run_group(cfg),
             name=run_name(cfg),
-            tags=sorted({cfg.algorithm.name, _short_dataset(cfg.dataset.id), *cfg.logger.tags}),
+            tags=run_tags(cfg),
             job_type=cfg.logger.job_type,
-            config=asdict(cfg),
+            config=wandb_config(cfg),
             id=self.wandb_id,
             resume="allow",
-            settings=wandb.Settings(init_timeout=60, silent=True),
         )
-        for attempt in [mode, "offline"] if mode == "online" else [mode]:
-            try:
-                self._wandb = wandb.init(mode=attempt, **kwargs)  # type: ignore[arg-type]
-            except Exception as error:  # network, auth, disk: never fatal
-                log.warning("W&B failed to start in %s mode (%s: %s)", attempt, type(error).__name__, error)
-                continue
-            self._wandb.define_metric("step")
-            self._wandb.define_metric("*", step_metric="step")
+        if self._wandb is None:
+            log.warning("continuing without W&B; metrics are in %s", self.metrics_path)
             return
-        log.warning("continuing without W&B; metrics are in %s", self.metrics_path)
+        try:
+            self._wandb.define_metric("step")  # the gradient step is the x-axis of every chart
+            self._wandb.define_metric("*", step_metric="step")
+        except Exception as error:
+            log.warning("W&B define_metric failed (%s); continuing without W&B", error)
+            self._finish_wandb(exit_code=1)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         row = {"step": step, **metrics}

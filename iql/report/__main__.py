@@ -1,0 +1,59 @@
+"""Compare runs: a table (mean ± std over seeds per τ, β), a τ×β heatmap and learning curves.
+
+python -m iql.report multirun/2026-11-24/16-58-29            # a sweep dir: writes report.md, report.csv, PNGs there
+python -m iql.report outputs/a outputs/b --out reports/ab    # some run dirs, report elsewhere
+python -m iql.report multirun/2026-11-24/16-58-29 --wandb    # also log the table and figures to W&B
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from iql.errors import IQLError
+
+
+def _default_out(paths: list[Path]) -> Path:
+    """The one path given (a sweep dir), else the folder that holds all the given run dirs."""
+    if len(paths) == 1:
+        return paths[0]
+    return Path(os.path.commonpath([os.path.abspath(path) for path in paths]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m iql.report", description=__doc__.splitlines()[0])
+    parser.add_argument("paths", nargs="+", type=Path, help="a sweep dir, or run dirs")
+    parser.add_argument("--out", type=Path, help="where to write the report (default: the sweep dir)")
+    parser.add_argument("--wandb", action="store_true", help="also log the table and figures to a W&B report run")
+    parser.add_argument("--project", help="W&B project (default: the runs' logger.project, else iql)")
+    parser.add_argument("--entity", help="W&B entity (default: yours)")
+    args = parser.parse_args(argv)
+
+    from iql.report.build import build_report
+    from iql.report.table import best_result, format_mean_std
+
+    try:
+        report = build_report(args.paths, args.out or _default_out(args.paths))
+        finished = len(report.runs) - len(report.incomplete)
+        print(f"{len(report.runs)} readable run dirs: {finished} finished, {len(report.incomplete)} incomplete", end="")
+        print(f"; {len(report.unreadable)} unreadable" if report.unreadable else "")
+        for dataset_id, results in report.by_dataset.items():
+            winner = best_result(results)
+            if winner is not None:
+                print(f"  {dataset_id}: best {winner.key.label}, final {format_mean_std(*winner.final)}")
+        for path in report.files:
+            print(f"wrote {path}")
+        if args.wandb:
+            from iql.report.wandb_log import log_report
+
+            print(f"W&B report run: {log_report(report, args.project, args.entity)}")
+    except IQLError as error:
+        print(f"Error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,143 @@
+"""The report's figures for one dataset: a τ×β heatmap of the final score and learning curves per configuration.
+
+Figures are built on matplotlib's object API with the Agg canvas (no pyplot, no display, no global state) and
+returned as PNG bytes.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections import defaultdict
+
+import numpy as np
+from matplotlib import colormaps
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from iql.report.table import ConfigResult, best_result, format_mean_std, mean_std
+
+METRIC_LABELS = {"normalized_score": "normalized score", "return_mean": "return"}
+
+
+def _png(figure: Figure) -> bytes:
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+def _baseline_text(results: list[ConfigResult]) -> str:
+    """``BC 5.0 ± 0.3 (n=2)`` for the non-IQL configurations, to quote beside the IQL grid."""
+    parts = [
+        f"{result.key.label.upper()} {format_mean_std(*result.final)} (n={len(result.seeds)})"
+        for result in results
+        if result.key.expectile is None and result.final_scores
+    ]
+    return "; ".join(parts)
+
+
+def heatmap_png(results: list[ConfigResult]) -> bytes | None:
+    """τ (rows) × β (columns) of one dataset's IQL runs, coloured by the mean final score over finished seeds and
+    annotated with mean ± std and the seed count; the best cell is outlined. None when there is no IQL run."""
+    grid = {(r.key.expectile, r.key.beta): r for r in results if r.key.expectile is not None and r.key.beta is not None}
+    if not grid:
+        return None
+    taus = sorted({tau for tau, _ in grid})
+    betas = sorted({beta for _, beta in grid})
+    means = np.full((len(taus), len(betas)), np.nan)
+    for (tau, beta), result in grid.items():
+        means[taus.index(tau), betas.index(beta)] = result.final[0]
+
+    metric = METRIC_LABELS.get(next(iter(grid.values())).metric, "score")
+    figure = Figure(figsize=(2.0 + 1.3 * len(betas), 1.6 + 0.9 * len(taus)), layout="constrained")
+    axes = figure.add_subplot()
+    cmap = colormaps["viridis"].with_extremes(bad="0.85")
+    finite = means[np.isfinite(means)]
+    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    if low == high:
+        low, high = low - 1.0, high + 1.0
+    image = axes.imshow(np.ma.masked_invalid(means), cmap=cmap, vmin=low, vmax=high, origin="lower", aspect="auto")
+    colorbar = figure.colorbar(image, ax=axes)
+    colorbar.set_label(f"final {metric} (mean over seeds)")
+
+    axes.set_xticks(range(len(betas)), [f"{beta:g}" for beta in betas])
+    axes.set_yticks(range(len(taus)), [f"{tau:g}" for tau in taus])
+    axes.set_xlabel("β (inverse temperature)")
+    axes.set_ylabel("τ (expectile)")
+    winner = best_result(list(grid.values()))
+    for row, tau in enumerate(taus):
+        for col, beta in enumerate(betas):
+            if (tau, beta) not in grid:
+                axes.text(col, row, "no run", ha="center", va="center", color="0.25", fontsize=9)
+    for (tau, beta), result in grid.items():
+        row, col = taus.index(tau), betas.index(beta)
+        mean, std = result.final
+        if math.isnan(mean):
+            text, colour = f"no finished run\n({len(result.incomplete)} incomplete)", "0.25"
+        else:
+            spread = "" if math.isnan(std) else f"\n± {std:.1f}"
+            unfinished = f" (+{len(result.incomplete)} incomplete)" if result.incomplete else ""
+            text = f"{mean:.1f}{spread}\nn={len(result.seeds)}{unfinished}"
+            colour = "black" if (mean - low) / (high - low) > 0.55 else "white"
+        axes.text(col, row, text, ha="center", va="center", color=colour, fontsize=9)
+        if result is winner:
+            axes.add_patch(Rectangle((col - 0.48, row - 0.48), 0.96, 0.96, fill=False, edgecolor="red", linewidth=2.5))
+
+    dataset = next(iter(grid.values())).key.dataset_name
+    title = f"{dataset}: final {metric}, mean ± std over seeds"
+    baseline = _baseline_text(results)
+    axes.set_title(f"{title}\n{baseline}; best outlined" if baseline else f"{title}\nbest outlined", fontsize=10)
+    return _png(figure)
+
+
+def mean_curve(result: ConfigResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(steps, mean, std) over the seeds evaluated at each step, finished or not; std is NaN where one seed is."""
+    by_step: dict[int, list[float]] = defaultdict(list)
+    for run in result.runs:
+        for step, score in zip(run.curve.steps, run.curve.scores, strict=True):
+            by_step[step].append(score)
+    steps = sorted(by_step)
+    stats = [mean_std(tuple(by_step[step])) for step in steps]
+    return np.array(steps), np.array([m for m, _ in stats]), np.array([s for _, s in stats])
+
+
+def curves_png(results: list[ConfigResult]) -> bytes | None:
+    """Evaluation score against gradient step for one dataset: a panel per τ with a line per β (mean over seeds,
+    band ± one std), and the non-IQL baselines dashed in every panel. None when no run has evaluated yet."""
+    if not any(run.curve.steps for result in results for run in result.runs):
+        return None
+    iql = [r for r in results if r.key.expectile is not None]
+    baselines = [r for r in results if r.key.expectile is None]
+    taus: list[float | None] = [*sorted({r.key.expectile for r in iql if r.key.expectile is not None})] or [None]
+    betas = sorted({r.key.beta for r in iql if r.key.beta is not None})
+    colours = colormaps["plasma"](np.linspace(0.0, 0.85, max(len(betas), 1)))
+    metric = METRIC_LABELS.get(results[0].metric, "score")
+
+    figure = Figure(figsize=(4.2 * len(taus) + 1.0, 3.6), layout="constrained")
+    panels = figure.subplots(1, len(taus), sharey=True, squeeze=False)[0]
+    for axes, tau in zip(panels, taus, strict=True):
+        lines = [
+            (r, colours[betas.index(r.key.beta or 0.0)], "-", f"β={r.key.beta:g}")
+            for r in iql
+            if r.key.expectile == tau
+        ]
+        lines += [(r, "0.2", "--", r.key.label.upper()) for r in baselines]
+        for result, colour, style, label in lines:
+            steps, mean, std = mean_curve(result)
+            if steps.size == 0:
+                continue
+            n = sum(1 for run in result.runs if run.curve.steps)
+            axes.plot(steps, mean, style, color=colour, marker="o", markersize=3, label=f"{label} (n={n})")
+            band = np.isfinite(std)
+            if band.any():
+                alpha = 0.2 if style == "-" else 0.08
+                axes.fill_between(steps[band], (mean - std)[band], (mean + std)[band], color=colour, alpha=alpha)
+        axes.set_title(f"τ={tau:g}" if tau is not None else results[0].key.dataset_name)
+        axes.set_xlabel("gradient step")
+        axes.grid(alpha=0.3)
+        axes.legend(fontsize=8)
+    panels[0].set_ylabel(f"evaluation {metric}")
+    figure.suptitle(f"{results[0].key.dataset_name}: learning curves, mean ± std over seeds")
+    return _png(figure)

@@ -1,0 +1,204 @@
+"""Find the run dirs under the paths a user gives and read what each holds, finished or not.
+
+A run dir is any folder with ``summary.json`` (written when the run finishes), ``metrics.jsonl`` (a row per log
+step) or ``.hydra/config.yaml`` (written when the job starts). Its configuration comes from ``summary.json``, or
+from ``.hydra/config.yaml`` while the run is unfinished.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from iql.errors import ReportError
+from iql.logging import METRICS_FILE, SUMMARY_FILE, changes_learning, format_value, read_metrics, short_dataset
+
+HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+_MARKERS = (SUMMARY_FILE, METRICS_FILE, str(HYDRA_CONFIG))
+_NOT_RUNS = {"wandb", ".submitit", ".hydra"}  # folders that never hold run dirs of their own
+
+
+@dataclass(frozen=True, order=True)
+class ConfigKey:
+    """One configuration of a sweep; its seeds are aggregated. BC has no τ or β: both are None."""
+
+    dataset_id: str
+    algorithm: str
+    expectile: float | None
+    beta: float | None
+
+    @property
+    def label(self) -> str:
+        """``iql τ=0.7 β=3`` or ``bc``."""
+        if self.expectile is None or self.beta is None:
+            return self.algorithm
+        return f"{self.algorithm} τ={format_value(self.expectile)} β={format_value(self.beta)}"
+
+    @property
+    def dataset_name(self) -> str:
+        return short_dataset(self.dataset_id)
+
+
+@dataclass(frozen=True)
+class Curve:
+    """Evaluation scores of one run: ``steps`` (gradient steps, increasing) and ``scores`` of the same length."""
+
+    steps: tuple[int, ...]
+    scores: tuple[float, ...]
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """What one run dir holds. ``final_score``/``best_score`` are None until ``summary.json`` exists."""
+
+    run_dir: Path
+    key: ConfigKey
+    seed: int
+    metric: str  # normalized_score (Minari-normalised, %) | return_mean (dataset without reference scores)
+    final_score: float | None  # score of the last evaluation
+    best_score: float | None  # best score over the run's evaluations
+    curve: Curve
+    last_step: int | None  # last step in metrics.jsonl
+    target_steps: int | None  # train.steps
+    sweep: str | None
+    project: str | None  # logger.project
+    learning_config: frozenset[str]  # ``key=value`` entries that change what is learned, seed excluded
+
+    @property
+    def finished(self) -> bool:
+        return self.final_score is not None
+
+    @property
+    def progress(self) -> str:
+        """Why the run is incomplete, e.g. ``no summary.json; last logged step 100 of 300``."""
+        if self.last_step is None:
+            return "no summary.json and no metrics yet (not started, or killed before its first log step)"
+        of = f" of {self.target_steps}" if self.target_steps else ""
+        return f"no summary.json; last logged step {self.last_step}{of}"
+
+
+@dataclass(frozen=True)
+class UnreadableRun:
+    """A run dir whose configuration cannot be told (no usable summary.json or .hydra/config.yaml)."""
+
+    run_dir: Path
+    reason: str
+
+
+def find_run_dirs(paths: list[Path]) -> list[Path]:
+    """Run dirs given directly or found below ``paths`` (a sweep dir, or any folder of runs), sorted.
+
+    Raises ``ReportError`` for a path that does not exist or holds no run.
+    """
+    found: set[Path] = set()
+    for path in paths:
+        if not path.exists():
+            raise ReportError(
+                f"{path} does not exist. Pass a sweep dir (multirun/<date>/<time>) or run dirs (outputs/<date>/<time>)."
+            )
+        below: set[Path] = set()
+        for marker in _MARKERS:
+            for hit in path.rglob(marker):  # ** matches no folder too: path itself may be a run dir
+                run_dir = hit.parent.parent if marker == str(HYDRA_CONFIG) else hit.parent
+                inside = run_dir.relative_to(path).parts if run_dir.is_relative_to(path) else ()
+                if hit.is_file() and not _NOT_RUNS.intersection(inside):
+                    below.add(run_dir)
+        found |= below
+        if not below:
+            raise ReportError(
+                f"No runs found in {path}: no folder below it holds {SUMMARY_FILE}, {METRICS_FILE} or "
+                f"{HYDRA_CONFIG}. Pass the sweep dir Hydra printed (multirun/<date>/<time>, or your hydra.sweep.dir) "
+                "or the run dirs themselves (outputs/<date>/<time>)."
+            )
+    return sorted(found, key=_natural_key)
+
+
+def _natural_key(path: Path) -> list[tuple[int, int | str]]:
+    """Sort job dirs as numbers: ``sweep/2`` before ``sweep/10``."""
+    return [(0, int(part)) if part.isdigit() else (1, part) for part in path.parts]
+
+
+def _load_mapping(path: Path) -> dict[str, Any] | None:
+    """A JSON or YAML file's top-level mapping; None when it is missing, unreadable or not a mapping."""
+    try:
+        text = path.read_text()
+        payload = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):  # JSONDecodeError is a ValueError
+        return None
+    return payload if isinstance(payload, dict) else None
+
+
+def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
+    section = config.get(name)
+    return section if isinstance(section, dict) else {}
+
+
+def _flatten(values: dict[str, Any], prefix: str = "") -> list[str]:
+    """``{"a": {"b": 1}}`` → ``["a.b=1"]``."""
+    entries: list[str] = []
+    for key, value in values.items():
+        if isinstance(value, dict):
+            entries += _flatten(value, f"{prefix}{key}.")
+        else:
+            entries.append(f"{prefix}{key}={json.dumps(value)}")
+    return entries
+
+
+def _key(algorithm: str, dataset_id: str, expectile: Any, beta: Any) -> ConfigKey:
+    if algorithm != "iql":
+        return ConfigKey(dataset_id, algorithm, None, None)
+    return ConfigKey(dataset_id, algorithm, float(expectile), float(beta))
+
+
+def _identity(summary: dict[str, Any] | None, config: dict[str, Any]) -> tuple[ConfigKey, int] | None:
+    """(configuration, seed) from summary.json, else from .hydra/config.yaml; None when neither tells."""
+    if summary is not None:
+        try:
+            key = _key(summary["algorithm"], summary["dataset_id"], summary["expectile"], summary["beta"])
+            return key, int(summary["seed"])
+        except (KeyError, TypeError, ValueError):
+            pass
+    try:
+        algorithm, dataset = config["algorithm"], config["dataset"]
+        return _key(algorithm["name"], dataset["id"], algorithm["expectile"], algorithm["beta"]), int(config["seed"])
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
+    """Read one run dir: its configuration, final and best score (when finished) and its evaluation curve."""
+    summary = _load_mapping(run_dir / SUMMARY_FILE)
+    config = _load_mapping(run_dir / HYDRA_CONFIG) or {}
+    identity = _identity(summary, config)
+    if identity is None:
+        state = "an unreadable summary.json" if (run_dir / SUMMARY_FILE).exists() else "no summary.json"
+        return UnreadableRun(run_dir, f"{state} and no readable {HYDRA_CONFIG}: its τ, β and seed are unknown")
+    key, seed = identity
+    rows = read_metrics(run_dir / METRICS_FILE)
+    if summary is not None:
+        metric = "normalized_score" if summary.get("normalized_score") is not None else "return_mean"
+    else:
+        metric = "normalized_score" if any("eval/normalized_score" in row for row in rows) else "return_mean"
+    evals = [(int(row["step"]), float(row[f"eval/{metric}"])) for row in rows if f"eval/{metric}" in row]
+    best_key = "best_normalized_score" if metric == "normalized_score" else "best_return_mean"
+    logger, train = _section(config, "logger"), _section(config, "train")
+    ignored = ("overrides=",) + (() if key.expectile is not None else ("algorithm.expectile=", "algorithm.beta="))
+    learning = {entry for entry in _flatten(config) if changes_learning(entry) and not entry.startswith(ignored)}
+    return RunRecord(
+        run_dir=run_dir,
+        key=key,
+        seed=seed,
+        metric=metric,
+        final_score=summary.get(metric) if summary else None,
+        best_score=summary.get(best_key) if summary else None,
+        curve=Curve(tuple(step for step, _ in evals), tuple(score for _, score in evals)),
+        last_step=int(rows[-1]["step"]) if rows and "step" in rows[-1] else None,
+        target_steps=train.get("steps"),
+        sweep=summary.get("sweep") if summary else None,
+        project=logger.get("project"),
+        learning_config=frozenset(learning),
+    )
