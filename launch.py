@@ -58,7 +58,9 @@ def main(cfg: DictConfig) -> float | None:
         from iql.logging import sweep_name
 
         if run_config.logger.sweep is None and hydra_cfg.mode == RunMode.MULTIRUN:
-            run_config.logger.sweep = sweep_name(hydra_cfg.sweep.dir)
+            sweep = sweep_name(hydra_cfg.sweep.dir)  # a ready sweep (-cn tau_beta_grid) puts its name in front
+            config_name = hydra_cfg.job.config_name
+            run_config.logger.sweep = sweep if config_name in (None, "config") else f"{config_name}-{sweep}"
 
         summary = run(run_config, Path(hydra_cfg.runtime.output_dir))
     except IQLError as error:
