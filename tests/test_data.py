@@ -94,7 +94,7 @@ def test_missing_dataset_says_how_to_get_it(pendulum_dataset: str) -> None:
 
 
 def test_non_finite_dataset_is_rejected(broken_datasets: dict[str, str]) -> None:
-    with pytest.raises(DatasetError, match="non-finite value.*'obs'.*transition 1"):
+    with pytest.raises(DatasetError, match="non-finite value.*'obs'.*transition 2"):
         prepare(DatasetConfig(id=broken_datasets["nan"]))
 
 
