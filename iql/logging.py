@@ -184,19 +184,26 @@ class RunLogger:
     def __init__(self, run_dir: Path, cfg: RunConfig, wandb_id: str | None = None, resume_step: int = 0) -> None:
         self.run_dir = run_dir
         self.metrics_path = run_dir / METRICS_FILE
-        self._truncate_metrics_after(resume_step)
+        # a resumed run recomputes rows the killed attempt already sent to W&B (identical: resume is exact);
+        # sending them again would make W&B's history go back in step
+        self._wandb_logged_through = self._truncate_metrics_after(resume_step)
         self._wandb: Any = None
         self.wandb_id = wandb_id
         mode = resolve_wandb_mode(cfg.logger)
         if mode != "disabled":
             self._start_wandb(cfg, mode)
 
-    def _truncate_metrics_after(self, step: int) -> None:
-        """Drop rows written after the checkpoint we resume from, so ``step`` stays strictly increasing."""
+    def _truncate_metrics_after(self, step: int) -> int:
+        """Drop rows written after the checkpoint we resume from, so ``step`` stays strictly increasing.
+
+        Returns the last step an earlier attempt logged (0 if none): W&B already holds rows up to it.
+        """
         if not self.metrics_path.exists():
-            return
-        kept = [json.dumps(row) + "\n" for row in read_metrics(self.metrics_path) if row.get("step", math.inf) <= step]
+            return 0
+        rows = read_metrics(self.metrics_path)
+        kept = [json.dumps(row) + "\n" for row in rows if row.get("step", math.inf) <= step]
         atomic_write_bytes(self.metrics_path, lambda handle: handle.write("".join(kept).encode()))
+        return max((int(row["step"]) for row in rows if "step" in row), default=0)
 
     def _start_wandb(self, cfg: RunConfig, mode: str) -> None:
         if self.wandb_id is None:
@@ -228,7 +235,7 @@ class RunLogger:
         row = {"step": step, **metrics}
         with open(self.metrics_path, "a") as handle:
             handle.write(json.dumps(row) + "\n")
-        if self._wandb is not None:
+        if self._wandb is not None and step > self._wandb_logged_through:
             try:
                 self._wandb.log(row)
             except Exception as error:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from iql.config import AlgorithmConfig, LoggerConfig, RunConfig
 from iql.logging import read_metrics, run_group, run_name, run_tags, sweep_name, wandb_config
@@ -64,3 +67,30 @@ def test_read_metrics_skips_a_row_cut_short(tmp_path: Path) -> None:
     path.write_text('{"step": 100, "x": 1.0}\n{"step": 200, "x"')
     assert read_metrics(path) == [{"step": 100, "x": 1.0}]
     assert read_metrics(tmp_path / "missing.jsonl") == []
+
+
+def test_resume_keeps_wandb_history_monotone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from iql.logging import RunLogger
+
+    sent: list[int] = []
+
+    class RecordingRun:
+        def log(self, row: dict) -> None:
+            sent.append(row["step"])
+
+        def finish(self, exit_code: int = 0) -> None:
+            pass
+
+    def start(self: RunLogger, cfg: RunConfig, mode: str) -> None:
+        self._wandb = RecordingRun()
+
+    monkeypatch.setattr(RunLogger, "_start_wandb", start)
+    first = RunLogger(tmp_path, RunConfig(logger=LoggerConfig(mode="offline")))
+    for step in (100, 200, 300, 400, 500):  # killed after step 500, last checkpoint at 300
+        first.log(step, {"train/critic_loss": 1.0})
+    resumed = RunLogger(tmp_path, RunConfig(logger=LoggerConfig(mode="offline")), resume_step=300)
+    for step in (400, 500, 600):
+        resumed.log(step, {"train/critic_loss": 1.0})
+    assert sent == [100, 200, 300, 400, 500, 600]  # W&B never goes back in step
+    rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(row)["step"] for row in rows] == [100, 200, 300, 400, 500, 600]
