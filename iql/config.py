@@ -89,6 +89,10 @@ class HardwareConfig:
     device: str = "auto"  # auto (cuda when available) | cpu | cuda | cuda:N
     threads: int | None = None  # torch intra-op threads; None: the cores this job was given
     jobs_per_node: int = 1  # jobs sharing this machine's cores (local parallel sweeps)
+    # torch.compile the learner's loss terms (forward and backward as compiled graphs; same losses and updates).
+    # Costs 15-60 s of compilation at start-up; on a 2-core CPU it gave ~1.1x more updates/s (see README
+    # "Performance"), so it pays off only for long runs. Off by default.
+    compile: bool = False
 
 
 @dataclass
@@ -181,6 +185,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     )
     _require(h.threads is None or h.threads > 0, "hardware.threads", h.threads, "a positive count, or null")
     _require(h.jobs_per_node >= 1, "hardware.jobs_per_node", h.jobs_per_node, "at least 1")
+    _require(isinstance(h.compile, bool), "hardware.compile", h.compile, "true or false")
 
     _one_of("logger.backend", log.backend, LOGGER_BACKENDS)
     _one_of("logger.mode", log.mode, LOGGER_MODES)
