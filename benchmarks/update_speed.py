@@ -113,6 +113,17 @@ def measure(contenders: list[Contender], steps: int, blocks: int, warmup: int, d
             c.cpu_rates.append(steps / max(cpu, 1e-9))
 
 
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            names = [line.split(":", 1)[1].strip() for line in cpuinfo if line.startswith("model name")]
+        return f"{names[0]}, {len(names)} cores" if names else platform.processor()
+    except OSError:
+        return platform.processor()
+
+
 def paired_ratio(ours: list[float], reference: list[float]) -> float:
     return statistics.median(o / r for o, r in zip(ours, reference, strict=True))
 
@@ -136,7 +147,7 @@ def main() -> None:
     unknown = sorted(set(modes) - {"eager", "compile"})
     if unknown:
         raise SystemExit(f"--modes: unknown mode(s) {', '.join(unknown)}; choose from eager, compile")
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+    load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
     batches = make_batches(8, args.batch_size, device)
     contenders = [Contender(f"learner/{m}", learner_runner(m, batches, device)) for m in modes]
@@ -145,8 +156,9 @@ def main() -> None:
     measure(contenders, args.steps, args.blocks, args.warmup, device)
 
     on_cpu = device.type == "cpu"
-    print(f"torch {torch.__version__}, device {device}, threads {torch.get_num_threads()}, batch {args.batch_size}, ")
-    print(f"{args.blocks} blocks × {args.steps} updates, load average {load_before} → {os.getloadavg()[0]:.2f}")
+    load_after = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
+    print(f"torch {torch.__version__}, {device} ({device_name(device)}), {torch.get_num_threads()} thread(s)")
+    print(f"batch {args.batch_size}, {args.blocks} blocks × {args.steps} updates, load {load_before} → {load_after}")
     header = f"{'contender':18s} {'updates/s':>10s} {'× reference':>12s}"
     header += f" {'× ref (CPU time)':>17s}" if on_cpu else ""
     print(header + f" {'warm-up s':>10s}")
@@ -172,12 +184,12 @@ def main() -> None:
         "ratio": per_mode[best]["ratio"],
         "modes": per_mode,
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else platform.processor(),
+        "device_name": device_name(device),
         "threads": torch.get_num_threads(),
         "batch_size": args.batch_size,
         "steps_per_block": args.steps,
         "blocks": args.blocks,
-        "load_average": load_before,
+        "load_average": [load_before, load_after],
         "torch": torch.__version__,
     }
     print(json.dumps(result))

@@ -90,8 +90,8 @@ class HardwareConfig:
     threads: int | None = None  # torch intra-op threads; None: the cores this job was given
     jobs_per_node: int = 1  # jobs sharing this machine's cores (local parallel sweeps)
     # torch.compile the learner's loss terms (forward and backward as compiled graphs; same losses and updates).
-    # Costs 15-60 s of compilation at start-up; on a 2-core CPU it gave ~1.1x more updates/s (see README
-    # "Performance"), so it pays off only for long runs. Off by default.
+    # Costs 20-60 s of compilation at start-up and gave no speed-up on CPU (README "Performance"); meant for
+    # long GPU runs, where it is untested here. Off by default.
     compile: bool = False
 
 
