@@ -108,6 +108,10 @@ class HardwareConfig:
     threads: int | None = None  # torch intra-op threads; None: the cores this job was given
     jobs_per_node: int = 1  # jobs sharing this machine's cores (local parallel sweeps)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    # torch.compile the learner's loss terms (forward and backward as compiled graphs; same losses and updates).
+    # Costs 20-60 s of compilation at start-up and gave no speed-up on CPU (README "Performance"); meant for
+    # long GPU runs, where it is untested here. Off by default.
+    compile: bool = False
 
 
 @dataclass
@@ -205,6 +209,7 @@ def validate(cfg: RunConfig) -> RunConfig:
         _require(getattr(h.slurm, key) >= 1, f"hardware.slurm.{key}", getattr(h.slurm, key), "must be ≥ 1")
     _require(h.slurm.gpus_per_node >= 0, "hardware.slurm.gpus_per_node", h.slurm.gpus_per_node, "must be ≥ 0")
     _require(h.slurm.max_requeues >= 0, "hardware.slurm.max_requeues", h.slurm.max_requeues, "must be ≥ 0")
+    _require(isinstance(h.compile, bool), "hardware.compile", h.compile, "true or false")
 
     _one_of("logger.backend", log.backend, LOGGER_BACKENDS)
     _one_of("logger.mode", log.mode, LOGGER_MODES)

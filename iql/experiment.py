@@ -132,7 +132,13 @@ class Experiment:
             seed=cfg.seed,
         )
         self.learner = make_learner(
-            self.data.obs_dim, self.data.act_dim, cfg.algorithm, cfg.network, cfg.train.steps, self.device
+            self.data.obs_dim,
+            self.data.act_dim,
+            cfg.algorithm,
+            cfg.network,
+            cfg.train.steps,
+            self.device,
+            compile=cfg.hardware.compile,
         )
         self.elapsed_before = 0.0  # wall time of earlier attempts of this run, seconds
         self.best_score: float | None = None

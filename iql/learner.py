@@ -49,10 +49,19 @@ class Learner(Protocol):
 
 
 def _adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
-    # fused Adam is one kernel per step on CUDA; foreach batches the per-parameter loops on CPU
-    if device.type == "cuda":
-        return torch.optim.Adam(params, lr=lr, fused=True)
-    return torch.optim.Adam(params, lr=lr, foreach=True)
+    # fused Adam: one kernel for all of a network's tensors per step, on CUDA and (torch >= 2.4) on CPU, where it
+    # is ~2.5x faster than foreach for our 70k-140k parameter nets; the same update rule and state_dict format
+    return torch.optim.Adam(params, lr=lr, fused=device.type in ("cuda", "cpu"))
+
+
+def compile_methods(obj: object, names: tuple[str, ...]) -> None:
+    """Replace the bound methods ``names`` of ``obj`` by ``torch.compile``d versions (fixed shapes).
+
+    Each method is one loss term: its forward, and through AOTAutograd its backward, run as compiled graphs;
+    ``update`` itself, the optimiser steps and Polyak averaging stay eager Python and compute the same values.
+    """
+    for name in names:
+        setattr(obj, name, torch.compile(getattr(obj, name), dynamic=False))
 
 
 def _step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
@@ -117,6 +126,7 @@ class IQLLearner(_ActorMixin):
         network: NetworkConfig,
         total_steps: int,
         device: torch.device | str = "cpu",
+        compile: bool = False,
     ) -> None:
         self.algorithm = algorithm
         self.device = torch.device(device)
@@ -127,6 +137,11 @@ class IQLLearner(_ActorMixin):
         self.critic_optimizer = _adam(self.critic.parameters(), algorithm.critic_lr, self.device)
         self.value_optimizer = _adam(self.value.parameters(), algorithm.value_lr, self.device)
         self._build_actor(obs_dim, act_dim, network, total_steps)
+        # Polyak pairs, listed once: load_state_dict copies into these same tensors
+        self._target_params: list[Tensor] = list(self.target_critic.parameters())
+        self._online_params: list[Tensor] = list(self.critic.parameters())
+        if compile:
+            compile_methods(self, ("target_q", "value_term", "advantage_and_target", "actor_loss", "critic_term"))
 
     def target_q(self, obs: Tensor, actions: Tensor) -> Tensor:
         """Q̂(s, a) = min over the target critics, (B,); no gradient."""
@@ -169,7 +184,7 @@ class IQLLearner(_ActorMixin):
         _step(self.critic_optimizer, critic_loss)
 
         with torch.no_grad():
-            torch._foreach_lerp_(list(self.target_critic.parameters()), list(self.critic.parameters()), a.polyak_rate)
+            torch._foreach_lerp_(self._target_params, self._online_params, a.polyak_rate)
         self.step += 1
         return {
             "value_loss": value_loss.detach(),
@@ -214,11 +229,14 @@ class BCLearner(_ActorMixin):
         network: NetworkConfig,
         total_steps: int,
         device: torch.device | str = "cpu",
+        compile: bool = False,
     ) -> None:
         self.algorithm = algorithm
         self.device = torch.device(device)
         self.step = 0
         self._build_actor(obs_dim, act_dim, network, total_steps)
+        if compile:
+            compile_methods(self, ("actor_loss",))
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
         weights = torch.ones_like(batch.rewards)
@@ -248,7 +266,8 @@ def make_learner(
     network: NetworkConfig,
     total_steps: int,
     device: torch.device | str = "cpu",
+    compile: bool = False,
 ) -> IQLLearner | BCLearner:
-    """The learner ``algorithm.name`` asks for."""
+    """The learner ``algorithm.name`` asks for; ``compile`` runs its loss terms as ``torch.compile``d graphs."""
     cls = BCLearner if algorithm.name == "bc" else IQLLearner
-    return cls(obs_dim, act_dim, algorithm, network, total_steps, device)
+    return cls(obs_dim, act_dim, algorithm, network, total_steps, device, compile)

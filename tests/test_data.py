@@ -43,6 +43,26 @@ def test_terminations_not_truncations_make_terminals(inverted_pendulum: str) -> 
     assert t.episode_ends.sum() == terminated + truncated
 
 
+def test_hdf5_fast_reader_gives_the_generic_readers_arrays(
+    inverted_pendulum: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    dataset = open_dataset(DatasetConfig(id=inverted_pendulum))
+    subset = dataset.filter_episodes(lambda episode: episode.id % 3 != 1)  # episode_indices with gaps
+    generic = [flatten_episodes(d, fast=False) for d in (dataset, subset)]
+
+    def unused(*args: object) -> None:
+        raise AssertionError("the fast path went through storage.get_episodes")
+
+    for d in (dataset, subset):
+        monkeypatch.setattr(d.storage, "get_episodes", unused)
+    fast = [flatten_episodes(d) for d in (dataset, subset)]
+    assert len(fast[1]) < len(fast[0])
+    for f, g in zip(fast, generic, strict=True):
+        for name in ("obs", "actions", "rewards", "next_obs", "terminals", "episode_ends"):
+            np.testing.assert_array_equal(getattr(f, name), getattr(g, name))
+            assert getattr(f, name).dtype == getattr(g, name).dtype
+
+
 def test_actions_rescaled_to_unit_range_and_back(pendulum_dataset: str) -> None:
     data = prepare(DatasetConfig(id=pendulum_dataset))
     raw = flatten_episodes(open_dataset(DatasetConfig(id=pendulum_dataset))).actions
