@@ -70,22 +70,40 @@ def _step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
     optimizer.step()
 
 
-class _ActorMixin:
-    """The policy, its optimiser and schedule, and the advantage-weighted policy loss, shared by IQL and BC."""
+class BCLearner:
+    """Behaviour cloning: the policy and its AWR loss with unit weights, no critics.
 
-    actor: GaussianPolicy | DeterministicPolicy
-    actor_optimizer: torch.optim.Optimizer
-    actor_scheduler: torch.optim.lr_scheduler.LambdaLR
-    algorithm: AlgorithmConfig
+    Also the actor half of IQL, which subclasses it: IQL is this learner with advantage weights (β = 0 is BC).
+    """
 
-    def _build_actor(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
+    compiled_terms: tuple[str, ...] = ("actor_loss",)  # methods ``compile=True`` runs as compiled graphs
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        algorithm: AlgorithmConfig,
+        network: NetworkConfig,
+        total_steps: int,
+        device: torch.device | str = "cpu",
+        compile: bool = False,
+    ) -> None:
+        self.algorithm = algorithm
+        self.device = torch.device(device)
+        self.step = 0
+        self._build(obs_dim, act_dim, network, total_steps)
+        if compile:
+            compile_methods(self, self.compiled_terms)
+
+    def _build(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
         a = self.algorithm
+        self.actor: GaussianPolicy | DeterministicPolicy
         if a.policy == "gaussian":
             self.actor = GaussianPolicy(obs_dim, act_dim, network, a.log_std_min, a.log_std_max)
         else:
             self.actor = DeterministicPolicy(obs_dim, act_dim, network)
-        self.actor.to(self.device)  # type: ignore[attr-defined]
-        self.actor_optimizer = _adam(self.actor.parameters(), a.actor_lr, self.device)  # type: ignore[attr-defined]
+        self.actor.to(self.device)
+        self.actor_optimizer = _adam(self.actor.parameters(), a.actor_lr, self.device)
         if a.actor_schedule == "cosine":
             factor = lambda step: losses.cosine_decay(step, total_steps)  # noqa: E731
         else:
@@ -105,6 +123,12 @@ class _ActorMixin:
         self.actor_scheduler.step()
         return loss.detach()
 
+    def update(self, batch: Batch) -> dict[str, Tensor]:
+        """One gradient step of the policy towards the dataset actions."""
+        actor_loss = self._actor_step(batch.obs, batch.actions, torch.ones_like(batch.rewards))
+        self.step += 1
+        return {"actor_loss": actor_loss}
+
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:
         """Deterministic evaluation action (the policy mean), (B, O) → (B, A) in [−1, 1]; dropout off."""
@@ -114,34 +138,38 @@ class _ActorMixin:
         self.actor.train(was_training)
         return action
 
+    def modules(self) -> dict[str, nn.Module]:
+        return {"actor": self.actor}
 
-class IQLLearner(_ActorMixin):
+    def optimizers(self) -> dict[str, Any]:
+        return {"actor_optimizer": self.actor_optimizer, "actor_scheduler": self.actor_scheduler}
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything a resume needs: networks, optimisers, the LR schedule and the step."""
+        state = {name: obj.state_dict() for name, obj in {**self.modules(), **self.optimizers()}.items()}
+        return {**state, "step": self.step}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        for name, obj in {**self.modules(), **self.optimizers()}.items():
+            obj.load_state_dict(state[name])
+        self.step = int(state["step"])
+
+
+class IQLLearner(BCLearner):
     """Twin (ensemble) Q with Polyak targets, expectile V, AWR policy extraction; the official update order."""
 
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        algorithm: AlgorithmConfig,
-        network: NetworkConfig,
-        total_steps: int,
-        device: torch.device | str = "cpu",
-        compile: bool = False,
-    ) -> None:
-        self.algorithm = algorithm
-        self.device = torch.device(device)
-        self.step = 0
+    compiled_terms = ("target_q", "value_term", "advantage_and_target", "actor_loss", "critic_term")
+
+    def _build(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
         self.critic = CriticEnsemble(obs_dim, act_dim, network).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = ValueNet(obs_dim, network).to(self.device)
-        self.critic_optimizer = _adam(self.critic.parameters(), algorithm.critic_lr, self.device)
-        self.value_optimizer = _adam(self.value.parameters(), algorithm.value_lr, self.device)
-        self._build_actor(obs_dim, act_dim, network, total_steps)
+        self.critic_optimizer = _adam(self.critic.parameters(), self.algorithm.critic_lr, self.device)
+        self.value_optimizer = _adam(self.value.parameters(), self.algorithm.value_lr, self.device)
+        super()._build(obs_dim, act_dim, network, total_steps)
         # Polyak pairs, listed once: load_state_dict copies into these same tensors
         self._target_params: list[Tensor] = list(self.target_critic.parameters())
         self._online_params: list[Tensor] = list(self.critic.parameters())
-        if compile:
-            compile_methods(self, ("target_q", "value_term", "advantage_and_target", "actor_loss", "critic_term"))
 
     def target_q(self, obs: Tensor, actions: Tensor) -> Tensor:
         """Q̂(s, a) = min over the target critics, (B,); no gradient."""
@@ -204,59 +232,8 @@ class IQLLearner(_ActorMixin):
         return {
             "critic_optimizer": self.critic_optimizer,
             "value_optimizer": self.value_optimizer,
-            "actor_optimizer": self.actor_optimizer,
-            "actor_scheduler": self.actor_scheduler,
+            **super().optimizers(),
         }
-
-    def state_dict(self) -> dict[str, Any]:
-        state = {name: obj.state_dict() for name, obj in {**self.modules(), **self.optimizers()}.items()}
-        return {**state, "step": self.step}
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        for name, obj in {**self.modules(), **self.optimizers()}.items():
-            obj.load_state_dict(state[name])
-        self.step = int(state["step"])
-
-
-class BCLearner(_ActorMixin):
-    """Behaviour cloning: the actor loss of IQL with unit weights; no critics."""
-
-    def __init__(
-        self,
-        obs_dim: int,
-        act_dim: int,
-        algorithm: AlgorithmConfig,
-        network: NetworkConfig,
-        total_steps: int,
-        device: torch.device | str = "cpu",
-        compile: bool = False,
-    ) -> None:
-        self.algorithm = algorithm
-        self.device = torch.device(device)
-        self.step = 0
-        self._build_actor(obs_dim, act_dim, network, total_steps)
-        if compile:
-            compile_methods(self, ("actor_loss",))
-
-    def update(self, batch: Batch) -> dict[str, Tensor]:
-        weights = torch.ones_like(batch.rewards)
-        actor_loss = self._actor_step(batch.obs, batch.actions, weights)
-        self.step += 1
-        return {"actor_loss": actor_loss}
-
-    def state_dict(self) -> dict[str, Any]:
-        return {
-            "actor": self.actor.state_dict(),
-            "actor_optimizer": self.actor_optimizer.state_dict(),
-            "actor_scheduler": self.actor_scheduler.state_dict(),
-            "step": self.step,
-        }
-
-    def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.actor.load_state_dict(state["actor"])
-        self.actor_optimizer.load_state_dict(state["actor_optimizer"])
-        self.actor_scheduler.load_state_dict(state["actor_scheduler"])
-        self.step = int(state["step"])
 
 
 def make_learner(
