@@ -135,7 +135,14 @@ def _check_env_matches(env: gym.Env, dataset: Any, obs_dim: int, cfg: DatasetCon
 def prepare(cfg: DatasetConfig) -> PreparedData:
     """Open, flatten and transform the dataset ``cfg.id``; check that its eval environment can be built."""
     dataset = open_dataset(cfg)
-    transitions: Transitions = flatten_episodes(dataset)
+    try:
+        transitions: Transitions = flatten_episodes(dataset)
+    except (OSError, KeyError, ValueError) as error:  # h5py's errors on a truncated or corrupt data file
+        raise DatasetError(
+            f"The episodes of Minari dataset {cfg.id!r} in {recipes.datasets_root()} could not be read "
+            f"({type(error).__name__}: {error}). The data file is damaged: delete the dataset's folder and rebuild "
+            "(python -m iql.data build <recipe>) or re-download it."
+        ) from error
     scaler = ActionScaler.from_space(dataset.action_space)
     normalizer = ObsNormalizer.fit(transitions.obs) if cfg.normalize_obs else ObsNormalizer()
     make_env = _eval_env_factory(dataset, cfg)
