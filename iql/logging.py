@@ -6,6 +6,7 @@ online start falls back to offline, a failing offline start or ``log`` call disa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -92,7 +93,10 @@ def run_group(cfg: RunConfig) -> str:
         group += "-" + ",".join(rest)
     if cfg.logger.sweep:
         group = f"{cfg.logger.sweep}-{group}"
-    return group.replace("/", "-")[:128]
+    group = group.replace("/", "-")
+    if len(group) > 128:  # W&B's limit; a digest of the whole keeps configurations that differ at the end apart
+        group = f"{group[:119]}-{hashlib.sha1(group.encode()).hexdigest()[:8]}"
+    return group
 
 
 def run_name(cfg: RunConfig) -> str:

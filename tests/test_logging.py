@@ -94,3 +94,10 @@ def test_resume_keeps_wandb_history_monotone(tmp_path: Path, monkeypatch: pytest
     assert sent == [100, 200, 300, 400, 500, 600]  # W&B never goes back in step
     rows = (tmp_path / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(row)["step"] for row in rows] == [100, 200, 300, 400, 500, 600]
+
+
+def test_long_groups_stay_distinct() -> None:
+    long = "x" * 150
+    a = RunConfig(overrides=[f"network.hidden_dims=[{long},1]"], logger=LoggerConfig(sweep="s"))
+    b = RunConfig(overrides=[f"network.hidden_dims=[{long},2]"], logger=LoggerConfig(sweep="s"))
+    assert len(run_group(a)) <= 128 and run_group(a) != run_group(b)
