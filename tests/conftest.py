@@ -80,3 +80,21 @@ def broken_datasets(minari_root: Path) -> dict[str, str]:
         minari.create_dataset_from_buffers("test/nan-v0", [episode], env="Pendulum-v1", data_format="hdf5")
         minari.create_dataset_from_buffers("test/empty-v0", [], env="Pendulum-v1", data_format="hdf5")
     return {"nan": "test/nan-v0", "empty": "test/empty-v0"}
+
+
+def random_batch(
+    seed: int, obs_dim: int = 5, act_dim: int = 2, size: int = 64, terminal_rate: float = 0.1, terminals: object = None
+) -> object:
+    """A reproducible random ``iql.learner.Batch``: actions in [−1, 1], ``terminal_rate`` of terminations."""
+    import torch
+
+    from iql.learner import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    return Batch(
+        obs=torch.randn(size, obs_dim, generator=g),
+        actions=torch.rand(size, act_dim, generator=g) * 2 - 1,
+        rewards=torch.randn(size, generator=g),
+        next_obs=torch.randn(size, obs_dim, generator=g),
+        terminals=terminals if terminals is not None else (torch.rand(size, generator=g) < terminal_rate).float(),
+    )

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import random_batch
 
 from iql.config import AlgorithmConfig, HardwareConfig, NetworkConfig, RunConfig, validate
 from iql.errors import ConfigError
@@ -20,14 +21,7 @@ HIDDEN = [32, 32]
 
 
 def make_batch(seed: int) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        obs=torch.randn(B, OBS, generator=g),
-        actions=torch.rand(B, ACT, generator=g) * 2 - 1,
-        rewards=torch.randn(B, generator=g),
-        next_obs=torch.randn(B, OBS, generator=g),
-        terminals=(torch.rand(B, generator=g) < 0.2).float(),
-    )
+    return random_batch(seed, OBS, ACT, B, terminal_rate=0.2)  # type: ignore[return-value]
 
 
 def reference_with_weights_of(learner: IQLLearner, algorithm: AlgorithmConfig, total_steps: int) -> ReferenceIQL:

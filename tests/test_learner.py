@@ -7,6 +7,7 @@ import io
 
 import pytest
 import torch
+from conftest import random_batch
 
 from iql.config import AlgorithmConfig, NetworkConfig
 from iql.learner import Batch, BCLearner, IQLLearner
@@ -16,14 +17,7 @@ NET = NetworkConfig(hidden_dims=[32, 32])
 
 
 def make_batch(seed: int = 0, terminals: torch.Tensor | None = None) -> Batch:
-    g = torch.Generator().manual_seed(seed)
-    return Batch(
-        obs=torch.randn(B, OBS, generator=g),
-        actions=torch.rand(B, ACT, generator=g) * 2 - 1,
-        rewards=torch.randn(B, generator=g),
-        next_obs=torch.randn(B, OBS, generator=g),
-        terminals=terminals if terminals is not None else (torch.rand(B, generator=g) < 0.1).float(),
-    )
+    return random_batch(seed, OBS, ACT, B, terminal_rate=0.1, terminals=terminals)  # type: ignore[return-value]
 
 
 def make_iql(total_steps: int = 100, **algorithm: object) -> IQLLearner:
