@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+from iql.learner import Batch
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -83,13 +87,14 @@ def broken_datasets(minari_root: Path) -> dict[str, str]:
 
 
 def random_batch(
-    seed: int, obs_dim: int = 5, act_dim: int = 2, size: int = 64, terminal_rate: float = 0.1, terminals: object = None
-) -> object:
-    """A reproducible random ``iql.learner.Batch``: actions in [−1, 1], ``terminal_rate`` of terminations."""
-    import torch
-
-    from iql.learner import Batch
-
+    seed: int,
+    obs_dim: int = 5,
+    act_dim: int = 2,
+    size: int = 64,
+    terminal_rate: float = 0.1,
+    terminals: torch.Tensor | None = None,
+) -> Batch:
+    """A reproducible random ``Batch``: actions in [−1, 1], ``terminal_rate`` of terminations unless given."""
     g = torch.Generator().manual_seed(seed)
     return Batch(
         obs=torch.randn(size, obs_dim, generator=g),
@@ -98,3 +103,9 @@ def random_batch(
         next_obs=torch.randn(size, obs_dim, generator=g),
         terminals=terminals if terminals is not None else (torch.rand(size, generator=g) < terminal_rate).float(),
     )
+
+
+def sweep_summaries(sweep_dir: Path) -> list[dict]:
+    """The ``summary.json`` of every job dir of a multirun, in job order."""
+    paths = sorted(sweep_dir.glob("*/summary.json"), key=lambda path: int(path.parent.name))
+    return [json.loads(path.read_text()) for path in paths]

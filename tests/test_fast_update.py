@@ -21,7 +21,7 @@ HIDDEN = [32, 32]
 
 
 def make_batch(seed: int) -> Batch:
-    return random_batch(seed, OBS, ACT, B, terminal_rate=0.2)  # type: ignore[return-value]
+    return random_batch(seed, OBS, ACT, B, terminal_rate=0.2)
 
 
 def reference_with_weights_of(learner: IQLLearner, algorithm: AlgorithmConfig, total_steps: int) -> ReferenceIQL:

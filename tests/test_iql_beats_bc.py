@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import launch
+from conftest import launch, sweep_summaries
 
 
 @pytest.mark.slow
@@ -25,7 +24,7 @@ def test_iql_beats_bc_on_the_default_mixed_dataset(tmp_path: Path, pendulum_data
         timeout=1800,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summaries = [json.loads(path.read_text()) for path in tmp_path.glob("*/summary.json")]
+    summaries = sweep_summaries(tmp_path)
     assert len(summaries) == 6
     scores = {name: [s["normalized_score"] for s in summaries if s["algorithm"] == name] for name in ("iql", "bc")}
     iql, bc = np.mean(scores["iql"]), np.mean(scores["bc"])

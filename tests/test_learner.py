@@ -17,7 +17,7 @@ NET = NetworkConfig(hidden_dims=[32, 32])
 
 
 def make_batch(seed: int = 0, terminals: torch.Tensor | None = None) -> Batch:
-    return random_batch(seed, OBS, ACT, B, terminal_rate=0.1, terminals=terminals)  # type: ignore[return-value]
+    return random_batch(seed, OBS, ACT, B, terminal_rate=0.1, terminals=terminals)
 
 
 def make_iql(total_steps: int = 100, **algorithm: object) -> IQLLearner:

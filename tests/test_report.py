@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, launch
+from conftest import REPO, launch, sweep_summaries
 from wandb_records import read_offline_run
 
 TINY = ["network.hidden_dims=[32,32]", "train.batch_size=64", "eval.episodes=2", "hardware.threads=1"]
@@ -59,7 +59,7 @@ def sweep(tmp_path_factory: pytest.TempPathFactory, pendulum_dataset: str) -> Pa
 def test_table_equals_the_runs_summaries(sweep: Path, tmp_path: Path) -> None:
     result = report(sweep, "--out", tmp_path)
     assert result.returncode == 0, result.stderr
-    summaries = [json.loads(path.read_text()) for path in sweep.glob("*/summary.json")]
+    summaries = sweep_summaries(sweep)
     table = read_csv(tmp_path / "report.csv")
     assert len(table) == 4
     for (algorithm, expectile, beta), row in table.items():

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import REPO, launch
+from conftest import REPO, launch, sweep_summaries
 
 TINY = [
     "network.hidden_dims=[32,32]",
@@ -88,7 +88,8 @@ def test_tau_sweep_runs_as_slurm_jobs(tmp_path: Path, pendulum_dataset: str) -> 
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summaries = [json.loads((tmp_path / str(i) / "summary.json").read_text()) for i in range(3)]
+    summaries = sweep_summaries(tmp_path)
+    assert [s["run_dir"] for s in summaries] == [str(tmp_path / str(i)) for i in range(3)]
     assert sorted(s["expectile"] for s in summaries) == [0.6, 0.7, 0.8]
     job_ids = [s["slurm_job_id"] for s in summaries]
     assert all(job_ids), "a run did not execute inside a SLURM job"

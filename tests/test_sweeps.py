@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from conftest import launch
+from conftest import launch, sweep_summaries
 
 TINY = ["network.hidden_dims=[32,32]", "train.batch_size=64", "eval.episodes=2", "logger=none", "train.steps=100"]
 SWEEPS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
@@ -34,6 +33,6 @@ def test_local_parallel_sweep_runs_every_job_with_one_thread(tmp_path: Path, pen
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
-    summaries = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/summary.json"))]
+    summaries = sweep_summaries(tmp_path)
     assert sorted((s["expectile"], s["seed"]) for s in summaries) == [(0.6, 0), (0.6, 1), (0.8, 0), (0.8, 1)]
     assert all(s["threads"] == 1 and s["steps"] == 100 for s in summaries)
