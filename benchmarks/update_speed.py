@@ -3,6 +3,9 @@
     python benchmarks/update_speed.py --threads 1                    # CPU: eager and compiled learner vs reference
     python benchmarks/update_speed.py --device cuda --modes eager,compile
 
+``eager`` is ``IQLLearner.update`` as written; ``compile`` is the same update as one ``torch.compile``d graph
+(``hardware.compile=true``, ``iql/compiled.py``), whose compilation happens during the untimed warm-up.
+
 The reference (``iql.reference.ReferenceIQL``) is IQL as common PyTorch ports write it: twin Q as two MLPs with
 two target copies, V and π as separate modules with three default Adam optimisers, ``torch.distributions.Normal``
 for the policy log-likelihood, Polyak averaging as a Python loop and ``.item()`` on every loss every step. Both
@@ -30,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from iql.config import AlgorithmConfig, NetworkConfig
+from iql.hardware import keep_freed_memory
 from iql.learner import Batch, IQLLearner
 from iql.reference import ReferenceIQL
 
@@ -143,6 +147,7 @@ def main() -> None:
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available (torch {torch.__version__})")
     torch.set_num_threads(args.threads)
+    kept_memory = keep_freed_memory()  # as training runs do (iql/experiment.py); applies to every contender
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
     unknown = sorted(set(modes) - {"eager", "compile"})
     if unknown:
@@ -159,6 +164,7 @@ def main() -> None:
     load_after = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     print(f"torch {torch.__version__}, {device} ({device_name(device)}), {torch.get_num_threads()} thread(s)")
     print(f"batch {args.batch_size}, {args.blocks} blocks × {args.steps} updates, load {load_before} → {load_after}")
+    print(f"host allocator keeps freed memory: {kept_memory}")
     header = f"{'contender':18s} {'updates/s':>10s} {'× reference':>12s}"
     header += f" {'× ref (CPU time)':>17s}" if on_cpu else ""
     print(header + f" {'warm-up s':>10s}")
@@ -190,6 +196,7 @@ def main() -> None:
         "steps_per_block": args.steps,
         "blocks": args.blocks,
         "load_average": [load_before, load_after],
+        "keeps_freed_memory": kept_memory,
         "torch": torch.__version__,
     }
     print(json.dumps(result))

@@ -23,8 +23,9 @@ from tqdm.auto import tqdm
 from iql import checkpoint
 from iql.config import RunConfig, validate
 from iql.data import DeviceSampler, PreparedData, prepare
-from iql.errors import ConfigError, DeviceError, TrainingDivergedError
+from iql.errors import ConfigError, TrainingDivergedError
 from iql.evaluation import EvalResult, evaluate
+from iql.hardware import keep_freed_memory, resolve_device, thread_count
 from iql.learner import make_learner
 from iql.logging import RunLogger
 
@@ -32,36 +33,6 @@ log = logging.getLogger(__name__)
 
 # config sections whose change makes an existing checkpoint belong to a different experiment
 _IDENTITY_SECTIONS = ("algorithm", "network", "dataset", "seed")
-
-
-def resolve_device(requested: str) -> torch.device:
-    """auto → cuda when available, else cpu; cuda without CUDA is a ``DeviceError``."""
-    if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(requested)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise DeviceError(
-                f"hardware.device={requested} but CUDA is not available here (torch {torch.__version__}, "
-                f"CUDA build: {torch.version.cuda}). Use hardware.device=cpu or auto, or run on a GPU node."
-            )
-        if device.index is not None and device.index >= torch.cuda.device_count():
-            raise DeviceError(
-                f"hardware.device={requested} but only {torch.cuda.device_count()} GPU(s) are visible. "
-                "Use hardware.device=cuda:0."
-            )
-    return device
-
-
-def thread_count(requested: int | None, jobs_per_node: int = 1) -> int:
-    """Torch threads for this job: explicit, else SLURM's CPUs per task, else the cores visible ÷ jobs sharing them."""
-    if requested:
-        return requested
-    slurm_cpus = os.environ.get("SLURM_CPUS_PER_TASK")
-    if slurm_cpus and slurm_cpus.isdigit():
-        return max(1, int(slurm_cpus))
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // jobs_per_node)
 
 
 def seed_everything(seed: int) -> None:
@@ -114,6 +85,7 @@ class Experiment:
             ) from error
         self.device = resolve_device(cfg.hardware.device)
         torch.set_num_threads(thread_count(cfg.hardware.threads, cfg.hardware.jobs_per_node))
+        keep_freed_memory()
         seed_everything(cfg.seed)
 
         self.data: PreparedData = prepare(cfg.dataset)

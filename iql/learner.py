@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from iql import losses
+from iql.compiled import CompiledUpdate
 from iql.config import AlgorithmConfig, NetworkConfig
 from iql.networks import CriticEnsemble, DeterministicPolicy, GaussianPolicy, ValueNet
 
@@ -54,16 +55,6 @@ def _adam(params: Any, lr: float, device: torch.device) -> torch.optim.Adam:
     return torch.optim.Adam(params, lr=lr, fused=device.type in ("cuda", "cpu"))
 
 
-def compile_methods(obj: object, names: tuple[str, ...]) -> None:
-    """Replace the bound methods ``names`` of ``obj`` by ``torch.compile``d versions (fixed shapes).
-
-    Each method is one loss term: its forward, and through AOTAutograd its backward, run as compiled graphs;
-    ``update`` itself, the optimiser steps and Polyak averaging stay eager Python and compute the same values.
-    """
-    for name in names:
-        setattr(obj, name, torch.compile(getattr(obj, name), dynamic=False))
-
-
 def _step(optimizer: torch.optim.Optimizer, loss: Tensor) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -75,8 +66,6 @@ class BCLearner:
 
     Also the actor half of IQL, which subclasses it: IQL is this learner with advantage weights (β = 0 is BC).
     """
-
-    compiled_terms: tuple[str, ...] = ("actor_loss",)  # methods ``compile=True`` runs as compiled graphs
 
     def __init__(
         self,
@@ -92,8 +81,8 @@ class BCLearner:
         self.device = torch.device(device)
         self.step = 0
         self._build(obs_dim, act_dim, network, total_steps)
-        if compile:
-            compile_methods(self, self.compiled_terms)
+        # compile=True: ``update`` runs ``eager_update``'s step as one torch.compile'd graph (iql/compiled.py)
+        self.compiled_update = CompiledUpdate(self) if compile else None
 
     def _build(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
         a = self.algorithm
@@ -112,10 +101,7 @@ class BCLearner:
 
     def actor_loss(self, obs: Tensor, actions: Tensor, weights: Tensor) -> Tensor:
         """AWR loss of the configured policy head; obs (B, O), actions (B, A), weights (B,)."""
-        if isinstance(self.actor, GaussianPolicy):
-            mean, log_std = self.actor(obs)
-            return losses.weighted_log_likelihood_loss(losses.gaussian_log_prob(mean, log_std, actions), weights)
-        return losses.weighted_mse_loss(self.actor(obs), actions, weights)
+        return losses.awr_policy_loss(self.actor(obs), actions, weights)
 
     def _actor_step(self, obs: Tensor, actions: Tensor, weights: Tensor) -> Tensor:
         loss = self.actor_loss(obs, actions, weights)
@@ -124,6 +110,12 @@ class BCLearner:
         return loss.detach()
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
+        """One gradient step: ``eager_update``, or the same step as one compiled graph when built with compile."""
+        if self.compiled_update is not None:
+            return self.compiled_update(batch)
+        return self.eager_update(batch)
+
+    def eager_update(self, batch: Batch) -> dict[str, Tensor]:
         """One gradient step of the policy towards the dataset actions."""
         actor_loss = self._actor_step(batch.obs, batch.actions, torch.ones_like(batch.rewards))
         self.step += 1
@@ -153,12 +145,12 @@ class BCLearner:
         for name, obj in {**self.modules(), **self.optimizers()}.items():
             obj.load_state_dict(state[name])
         self.step = int(state["step"])
+        if self.compiled_update is not None:
+            self.compiled_update.bind()  # the optimisers now hold new state tensors
 
 
 class IQLLearner(BCLearner):
     """Twin (ensemble) Q with Polyak targets, expectile V, AWR policy extraction; the official update order."""
-
-    compiled_terms = ("target_q", "value_term", "advantage_and_target", "actor_loss", "critic_term")
 
     def _build(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
         self.critic = CriticEnsemble(obs_dim, act_dim, network).to(self.device)
@@ -196,7 +188,7 @@ class IQLLearner(BCLearner):
         q_values = self.critic(batch.obs, batch.actions)
         return losses.critic_loss(q_values, target), q_values.detach()
 
-    def update(self, batch: Batch) -> dict[str, Tensor]:
+    def eager_update(self, batch: Batch) -> dict[str, Tensor]:
         """One gradient step on V, then π (with the new V), then Q (target from the new V), then Polyak on Q."""
         a = self.algorithm
         target_q = self.target_q(batch.obs, batch.actions)
@@ -245,6 +237,6 @@ def make_learner(
     device: torch.device | str = "cpu",
     compile: bool = False,
 ) -> IQLLearner | BCLearner:
-    """The learner ``algorithm.name`` asks for; ``compile`` runs its loss terms as ``torch.compile``d graphs."""
+    """The learner ``algorithm.name`` asks for; ``compile`` runs each update as one ``torch.compile``d graph."""
     cls = BCLearner if algorithm.name == "bc" else IQLLearner
     return cls(obs_dim, act_dim, algorithm, network, total_steps, device, compile)

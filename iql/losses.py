@@ -63,6 +63,15 @@ def weighted_mse_loss(predicted_actions: Tensor, actions: Tensor, weights: Tenso
     return (weights * (predicted_actions - actions).square().sum(dim=-1)).mean()
 
 
+def awr_policy_loss(policy_output: Tensor | tuple[Tensor, Tensor], actions: Tensor, weights: Tensor) -> Tensor:
+    """AWR loss of either policy head from its forward output: (mean (B, A), log_std (A,)) for the Gaussian
+    policy (weighted log-likelihood), actions (B, A) for the deterministic one (weighted MSE); weights (B,)."""
+    if isinstance(policy_output, tuple):
+        mean, log_std = policy_output
+        return weighted_log_likelihood_loss(gaussian_log_prob(mean, log_std, actions), weights)
+    return weighted_mse_loss(policy_output, actions, weights)
+
+
 def cosine_decay(step: int, total_steps: int) -> float:
     """Learning-rate factor 0.5 · (1 + cos(π · step / total)), 1 at step 0 and 0 from ``total_steps`` on."""
     progress = min(step, total_steps) / total_steps

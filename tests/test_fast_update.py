@@ -7,13 +7,15 @@ started from the same weights; the compiled learner is checked against the eager
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 from conftest import random_batch
 
 from iql.config import AlgorithmConfig, HardwareConfig, NetworkConfig, RunConfig, validate
 from iql.errors import ConfigError
-from iql.learner import Batch, IQLLearner, make_learner
+from iql.learner import Batch, BCLearner, IQLLearner, make_learner
 from iql.reference import ReferenceIQL
 
 OBS, ACT, B, STEPS = 5, 2, 64, 4
@@ -75,28 +77,52 @@ def test_update_matches_the_plain_reference_implementation(algorithm: AlgorithmC
 def test_compile_flag_is_validated_and_reaches_the_learner() -> None:
     with pytest.raises(ConfigError, match="hardware.compile"):
         validate(RunConfig(hardware=HardwareConfig(compile="yes")))  # type: ignore[arg-type]
-    eager = make_learner(OBS, ACT, AlgorithmConfig(), NetworkConfig(hidden_dims=HIDDEN), 10)
+    assert make_learner(OBS, ACT, AlgorithmConfig(), NetworkConfig(hidden_dims=HIDDEN), 10).compiled_update is None
     compiled = make_learner(OBS, ACT, AlgorithmConfig(), NetworkConfig(hidden_dims=HIDDEN), 10, compile=True)
-    assert "value_term" not in vars(eager)  # the plain bound method
-    assert "value_term" in vars(compiled) and "actor_loss" in vars(compiled)  # replaced by compiled versions
-    bc = make_learner(OBS, ACT, AlgorithmConfig(name="bc"), NetworkConfig(hidden_dims=HIDDEN), 10, compile=True)
-    assert "actor_loss" in vars(bc)
+    assert compiled.compiled_update is not None
 
 
-def test_compiled_update_matches_eager_update() -> None:
-    """~30 s on a 2-core CPU (compilation), under the ~60 s that would make it a slow test."""
-    results = []
-    for compile in (False, True):
-        torch.manual_seed(0)
-        learner = IQLLearner(OBS, ACT, AlgorithmConfig(), NetworkConfig(hidden_dims=HIDDEN), 10, compile=compile)
-        metrics = [learner.update(make_batch(step)) for step in range(STEPS)]
-        results.append((learner, metrics))
-    (eager, eager_metrics), (compiled, compiled_metrics) = results
-    for step, (e, c) in enumerate(zip(eager_metrics, compiled_metrics, strict=True)):
-        assert e.keys() == c.keys()
-        for key in e:
-            torch.testing.assert_close(c[key], e[key], rtol=1e-4, atol=1e-6, msg=f"{key} at step {step}")
+def assert_same_step(eager: BCLearner, compiled: BCLearner, batch: Batch, what: str) -> None:
+    """One update of each on ``batch``: the same metrics, then the same parameters, Adam state and step."""
+    ours, theirs = compiled.update(batch), eager.update(batch)
+    assert ours.keys() == theirs.keys()
+    for key in theirs:
+        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-6, msg=f"{key}, {what}")
     for name, module in eager.modules().items():
         for p, q in zip(module.parameters(), compiled.modules()[name].parameters(), strict=True):
-            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=name)
-    assert compiled.step == eager.step == STEPS
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=f"{name}, {what}")
+    for name, optimizer in eager.optimizers().items():
+        theirs_state, ours_state = optimizer.state_dict(), compiled.optimizers()[name].state_dict()
+        torch.testing.assert_close(ours_state, theirs_state, rtol=1e-4, atol=1e-6, msg=f"{name}, {what}")
+    assert compiled.step == eager.step
+
+
+COMPILED_CASES = [
+    pytest.param(AlgorithmConfig(), NetworkConfig(hidden_dims=HIDDEN), id="iql"),
+    pytest.param(
+        AlgorithmConfig(policy="deterministic", expectile=0.9, beta=10.0),
+        NetworkConfig(hidden_dims=HIDDEN, layer_norm=True, num_critics=3),
+        id="iql-deterministic-layernorm-3critics",
+        marks=pytest.mark.slow,
+    ),
+    pytest.param(AlgorithmConfig(name="bc"), NetworkConfig(hidden_dims=HIDDEN), id="bc", marks=pytest.mark.slow),
+]
+
+
+@pytest.mark.parametrize(("algorithm", "network"), COMPILED_CASES)
+def test_compiled_update_matches_eager_update(algorithm: AlgorithmConfig, network: NetworkConfig) -> None:
+    """The whole update as one compiled graph == the eager update; also after a resume (``load_state_dict``).
+
+    ~30 s on a 2-core CPU (compilation), under the ~60 s that would make it a slow test.
+    """
+    learners = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        learners.append(make_learner(OBS, ACT, algorithm, network, total_steps=10, compile=compile))
+    eager, compiled = learners
+    for step in range(STEPS):
+        assert_same_step(eager, compiled, make_batch(step), f"step {step}")
+    for step in range(STEPS, STEPS + 2):  # the eager learner moves on alone; the compiled one resumes from it
+        eager.update(make_batch(step))
+    compiled.load_state_dict(copy.deepcopy(eager.state_dict()))
+    assert_same_step(eager, compiled, make_batch(99), "after load_state_dict")
