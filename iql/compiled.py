@@ -16,16 +16,14 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
 from iql import losses
-
-if TYPE_CHECKING:
-    from iql.learner import Batch, BCLearner
+from iql.learner import Batch, BCLearner, IQLLearner, iql_metrics
 
 Params = dict[str, Tensor]
 
@@ -44,6 +42,8 @@ class AdamSlot:
     exp_avgs: Params
     exp_avg_sqs: Params
     steps: list[Tensor]  # Adam's per-parameter step counters, advanced by the host after each call
+    betas: tuple[float, float]
+    eps: float
 
     @classmethod
     def bind(cls, module: nn.Module, optimizer: torch.optim.Adam) -> AdamSlot:
@@ -65,22 +65,23 @@ class AdamSlot:
             exp_avgs={name: optimizer.state[p]["exp_avg"] for name, p in named.items()},
             exp_avg_sqs={name: optimizer.state[p]["exp_avg_sq"] for name, p in named.items()},
             steps=[optimizer.state[p]["step"] for p in named.values()],
+            betas=tuple(group["betas"]),  # read here: the compiled step must not touch the optimiser (see adam_)
+            eps=float(group["eps"]),
         )
 
     def step_scalars(self, step: int) -> tuple[float, float]:
         """Adam's (lr / (1 − β₁ᵗ), √(1 − β₂ᵗ)) for update number ``step`` (1-based), at the group's current lr."""
-        group = self.optimizer.param_groups[0]
-        beta1, beta2 = group["betas"]
-        return float(group["lr"]) / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step)
+        beta1, beta2 = self.betas
+        return float(self.optimizer.param_groups[0]["lr"]) / (1.0 - beta1**step), math.sqrt(1.0 - beta2**step)
 
     def adam_(self, grads: Params, scalars: Tensor) -> None:
         """Adam in place on ``params`` (torch.optim.Adam's formula); ``scalars`` (2,) from ``step_scalars``.
 
         The bias corrections come in as a tensor computed on the host: inside the graph Inductor would recompute
-        their ``pow`` for every vector of every parameter, which made Adam cost more than all of autograd.
+        their ``pow`` for every vector of every parameter, which made Adam cost more than all of autograd. Nor is
+        the lr read here: Dynamo guards on an optimiser's whole ``param_groups``, so a scheduled lr would recompile.
         """
-        beta1, beta2 = self.optimizer.param_groups[0]["betas"]
-        eps = self.optimizer.param_groups[0]["eps"]
+        (beta1, beta2), eps = self.betas, self.eps
         step_size, bias_correction2_sqrt = scalars[0], scalars[1]
         for name, param in self.params.items():
             grad, exp_avg, exp_avg_sq = grads[name], self.exp_avgs[name], self.exp_avg_sqs[name]
@@ -108,14 +109,13 @@ class CompiledUpdate:
 
     def __init__(self, learner: BCLearner) -> None:
         self.learner = learner
-        self.is_iql = hasattr(learner, "critic")
+        self.is_iql = isinstance(learner, IQLLearner)
         self.bind()
-        # Only tensor guards: the modules are fixed for the learner's life, and Dynamo's guards on their attributes
-        # cost ~0.3 ms per call on CPU. CUDA graphs are not used: untested here (no GPU was available).
-        keep_tensor_guards = getattr(torch.compiler, "keep_tensor_guards_unsafe", None)
-        options = {"guard_filter_fn": keep_tensor_guards} if keep_tensor_guards is not None else None
+        # Dynamo's full guards stay on (~0.3 ms a call on CPU): dropping all but the tensor guards would let a second
+        # learner in the process, e.g. the next job of a sequential sweep, reuse a graph with the first one's τ and β
+        # baked in. CUDA graphs are not used: untested here (no GPU was available).
         step_fn = self._iql_step if self.is_iql else self._bc_step
-        self._compiled = torch.compile(step_fn, dynamic=False, fullgraph=True, options=options)
+        self._compiled = torch.compile(step_fn, dynamic=False, fullgraph=True)
 
     def bind(self) -> None:
         """(Re)collect the tensors to update; call after ``load_state_dict`` replaced the optimiser state."""
@@ -174,13 +174,4 @@ class CompiledUpdate:
 
         critic_loss_, q_values = self.critic.gradient_step(critic_loss, scalars[2], has_aux=True)
         torch._foreach_lerp_(list(self.target_params.values()), list(self.critic.params.values()), a.polyak_rate)
-        return {
-            "value_loss": value_loss_,
-            "critic_loss": critic_loss_,
-            "actor_loss": actor_loss,
-            "q_mean": q_values.mean(),
-            "v_mean": value.mean(),
-            "advantage_mean": advantage.mean(),
-            "weight_mean": weights.mean(),
-            "weight_clipped_frac": (weights >= a.exp_adv_max).float().mean(),
-        }
+        return iql_metrics(value_loss_, critic_loss_, actor_loss, q_values, value, advantage, weights, a)

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 from torch import Tensor, nn
 
 from iql import losses
-from iql.compiled import CompiledUpdate
 from iql.config import AlgorithmConfig, NetworkConfig
 from iql.networks import CriticEnsemble, DeterministicPolicy, GaussianPolicy, ValueNet
+
+if TYPE_CHECKING:
+    from iql.compiled import CompiledUpdate
 
 
 @dataclass
@@ -35,6 +37,30 @@ class Batch:
     rewards: Tensor
     next_obs: Tensor
     terminals: Tensor
+
+
+def iql_metrics(
+    value_loss: Tensor,
+    critic_loss: Tensor,
+    actor_loss: Tensor,
+    q_values: Tensor,
+    value: Tensor,
+    advantage: Tensor,
+    weights: Tensor,
+    algorithm: AlgorithmConfig,
+) -> dict[str, Tensor]:
+    """What an IQL update reports, as 0-d device tensors: the three losses, mean Q (E, B), V (B,), advantage (B,),
+    AWR weight (B,), and the fraction of weights at the clip."""
+    return {
+        "value_loss": value_loss,
+        "critic_loss": critic_loss,
+        "actor_loss": actor_loss,
+        "q_mean": q_values.mean(),
+        "v_mean": value.mean(),
+        "advantage_mean": advantage.mean(),
+        "weight_mean": weights.mean(),
+        "weight_clipped_frac": (weights >= algorithm.exp_adv_max).float().mean(),
+    }
 
 
 class Learner(Protocol):
@@ -82,7 +108,11 @@ class BCLearner:
         self.step = 0
         self._build(obs_dim, act_dim, network, total_steps)
         # compile=True: ``update`` runs ``eager_update``'s step as one torch.compile'd graph (iql/compiled.py)
-        self.compiled_update = CompiledUpdate(self) if compile else None
+        self.compiled_update: CompiledUpdate | None = None
+        if compile:
+            from iql.compiled import CompiledUpdate  # imports this module: it builds on Batch and the learners
+
+            self.compiled_update = CompiledUpdate(self)
 
     def _build(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
         a = self.algorithm
@@ -206,16 +236,8 @@ class IQLLearner(BCLearner):
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._online_params, a.polyak_rate)
         self.step += 1
-        return {
-            "value_loss": value_loss.detach(),
-            "critic_loss": critic_loss.detach(),
-            "actor_loss": actor_loss,
-            "q_mean": q_values.mean(),
-            "v_mean": value.mean(),
-            "advantage_mean": advantage.mean(),
-            "weight_mean": weights.mean(),
-            "weight_clipped_frac": (weights >= a.exp_adv_max).float().mean(),
-        }
+        losses_ = value_loss.detach(), critic_loss.detach(), actor_loss
+        return iql_metrics(*losses_, q_values, value, advantage, weights, a)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"critic": self.critic, "target_critic": self.target_critic, "value": self.value, "actor": self.actor}

@@ -99,6 +99,12 @@ def assert_same_step(eager: BCLearner, compiled: BCLearner, batch: Batch, what: 
 
 COMPILED_CASES = [
     pytest.param(AlgorithmConfig(), NetworkConfig(hidden_dims=HIDDEN), id="iql"),
+    # same shapes, other constants: must not reuse the graph compiled for the case above (sequential sweeps)
+    pytest.param(
+        AlgorithmConfig(expectile=0.9, beta=10.0, discount=0.9),
+        NetworkConfig(hidden_dims=HIDDEN),
+        id="iql-other-constants",
+    ),
     pytest.param(
         AlgorithmConfig(policy="deterministic", expectile=0.9, beta=10.0),
         NetworkConfig(hidden_dims=HIDDEN, layer_norm=True, num_critics=3),
