@@ -132,11 +132,44 @@ def test_random_sigkills_end_with_the_uninterrupted_weights(tmp_path: Path, pend
     result = launch(*args, run_dir=run_dir)
     assert result.returncode == 0, result.stderr
 
+    assert_same_weights_and_metric_rows(run_dir, reference, steps=6000, log_every=50)
+
+
+def assert_same_weights_and_metric_rows(run_dir: Path, reference: Path, steps: int, log_every: int) -> None:
+    """The resumed run's final networks equal the uninterrupted run's, bit for bit, and it logged every row once."""
     final = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     expected = torch.load(reference / "checkpoint.pt", weights_only=False)
-    assert final["step"] == expected["step"] == 6000
+    assert final["step"] == expected["step"] == steps
     for net in ("critic", "target_critic", "value", "actor"):
         for name, tensor in expected["learner"][net].items():
             assert torch.equal(final["learner"][net][name], tensor), f"{net}.{name} differs"
-    steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(50, 6001, 50))
+    rows = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows == list(range(log_every, steps + 1, log_every))
+
+
+@pytest.mark.slow
+def test_compiled_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_weights(
+    tmp_path: Path, pendulum_dataset: str
+) -> None:
+    """hardware.compile=true: the resumed learner re-binds the compiled step to the loaded Adam state (~1 min)."""
+    args = [*TINY, "hardware.compile=true", "train.steps=3000", "train.log_every=50", "train.checkpoint_every=100"]
+    reference = tmp_path / "reference"
+    assert launch(*args, run_dir=reference).returncode == 0
+
+    run_dir = tmp_path / "killed"
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), *args, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 300
+    while not (run_dir / "checkpoint.pt").exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    assert process.wait() == -signal.SIGKILL, "the run ended before its first checkpoint could be interrupted"
+    assert checkpoint.load_latest(run_dir) is not None
+    result = launch(*args, run_dir=run_dir)
+    assert result.returncode == 0, result.stderr
+    assert json.loads((run_dir / "summary.json").read_text())["resumed_from_steps"][0] >= 100
+    assert_same_weights_and_metric_rows(run_dir, reference, steps=3000, log_every=50)
