@@ -169,11 +169,11 @@ class CompiledUpdate:
         target_critic = self.learner.target_critic  # type: ignore[attr-defined]
         target_q = functional_call(target_critic, self.target_params, (obs, actions)).min(dim=0).values
 
-        def value_loss(p: Params) -> tuple[Tensor, Tensor]:
+        def value_objective(p: Params) -> tuple[Tensor, Tensor]:
             value = self.value(p, obs)
             return losses.value_loss(target_q, value, a.expectile), value.detach()
 
-        value_loss_, value = self.value.gradient_step(value_loss, scalars[0], has_aux=True)
+        value_loss, value = self.value.gradient_step(value_objective, scalars[0], has_aux=True)
 
         new_value, next_value = self.value(self.value.params, torch.cat([obs, next_obs])).chunk(2)
         advantage = target_q - new_value
@@ -181,10 +181,10 @@ class CompiledUpdate:
         weights = losses.awr_weights(advantage, a.beta, a.exp_adv_max)
         actor_loss = self.actor.gradient_step(lambda p: _policy_loss(self.actor, p, obs, actions, weights), scalars[1])
 
-        def critic_loss(p: Params) -> tuple[Tensor, Tensor]:
+        def critic_objective(p: Params) -> tuple[Tensor, Tensor]:
             q_values = self.critic(p, obs, actions)
             return losses.critic_loss(q_values, target), q_values.detach()
 
-        critic_loss_, q_values = self.critic.gradient_step(critic_loss, scalars[2], has_aux=True)
+        critic_loss, q_values = self.critic.gradient_step(critic_objective, scalars[2], has_aux=True)
         torch._foreach_lerp_(list(self.target_params.values()), list(self.critic.params.values()), a.polyak_rate)
-        return iql_metrics(value_loss_, critic_loss_, actor_loss, q_values, value, advantage, weights, a)
+        return iql_metrics(value_loss, critic_loss, actor_loss, q_values, value, advantage, weights, a)

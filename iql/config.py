@@ -22,6 +22,7 @@ ACTOR_SCHEDULES = ("cosine", "constant")
 ACTIVATIONS = ("relu", "gelu", "tanh", "elu", "silu")
 REWARD_TRANSFORMS = ("none", "locomotion", "antmaze")
 DEVICES = ("auto", "cpu", "cuda")
+MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision
 LOGGER_BACKENDS = ("wandb", "none")
 LOGGER_MODES = ("auto", "offline", "online", "disabled")
 DATASET_ID_PATTERN = re.compile(r"^([\w.-]+/)*[\w.-]+-v\d+$")
@@ -111,6 +112,9 @@ class HardwareConfig:
     # Run each update as one torch.compile'd graph (iql/compiled.py; same losses and parameter changes as eager).
     # 1.3-1.5x the eager rate on CPU after 20-35 s of compilation (~5 s when cached): worth it for long runs.
     compile: bool = False
+    # float32 matmuls: highest (full fp32) | high (TF32 on Ampere and newer GPUs, JAX's GPU default) | medium (bf16
+    # where the hardware has it). No effect on CPUs without such units, like the 2-core AVX2 machine here.
+    matmul_precision: str = "highest"
 
 
 @dataclass
@@ -209,6 +213,7 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(h.slurm.gpus_per_node >= 0, "hardware.slurm.gpus_per_node", h.slurm.gpus_per_node, "must be ≥ 0")
     _require(h.slurm.max_requeues >= 0, "hardware.slurm.max_requeues", h.slurm.max_requeues, "must be ≥ 0")
     _require(isinstance(h.compile, bool), "hardware.compile", h.compile, "true or false")
+    _one_of("hardware.matmul_precision", h.matmul_precision, MATMUL_PRECISIONS)
 
     _one_of("logger.backend", log.backend, LOGGER_BACKENDS)
     _one_of("logger.mode", log.mode, LOGGER_MODES)

@@ -86,6 +86,7 @@ class Experiment:
         self.device = resolve_device(cfg.hardware.device)
         torch.set_num_threads(thread_count(cfg.hardware.threads, cfg.hardware.jobs_per_node))
         keep_freed_memory()
+        torch.set_float32_matmul_precision(cfg.hardware.matmul_precision)
         seed_everything(cfg.seed)
 
         self.data: PreparedData = prepare(cfg.dataset)

@@ -236,8 +236,8 @@ class IQLLearner(BCLearner):
         with torch.no_grad():
             torch._foreach_lerp_(self._target_params, self._online_params, a.polyak_rate)
         self.step += 1
-        losses_ = value_loss.detach(), critic_loss.detach(), actor_loss
-        return iql_metrics(*losses_, q_values, value, advantage, weights, a)
+        value_loss, critic_loss = value_loss.detach(), critic_loss.detach()
+        return iql_metrics(value_loss, critic_loss, actor_loss, q_values, value, advantage, weights, a)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"critic": self.critic, "target_critic": self.target_critic, "value": self.value, "actor": self.actor}

@@ -34,6 +34,7 @@ CASES = [
     (["dataset.eval_env=NoSuchEnv-v0"], ["NoSuchEnv-v0"]),
     (["hardware.device=cuda"], ["hardware.device=cuda", "CUDA is not available"]),
     (["hardware.device=tpu"], ["hardware.device='tpu'"]),
+    (["hardware.matmul_precision=tf32"], ["hardware.matmul_precision='tf32'", "highest"]),
     (["hydra.run.dir=/etc/passwd/run"], ["/etc/passwd/run", "hydra.run.dir"]),
 ]
 
