@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -45,6 +47,35 @@ def launch(
     return subprocess.run(
         args, cwd=REPO, capture_output=True, text=True, timeout=timeout, env={**os.environ, **(env or {})}
     )
+
+
+def launch_and_kill_when(marker: Path, *overrides: str, run_dir: Path, timeout: float = 300) -> int:
+    """Start ``python launch.py`` and SIGKILL it as soon as ``marker`` exists (a checkpoint, say); its exit code.
+
+    ``-SIGKILL`` means it was killed; anything else, that it ended on its own first (or ``timeout`` s passed).
+    """
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), *overrides, f"hydra.run.dir={run_dir}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + timeout
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if process.poll() is None:
+        process.send_signal(signal.SIGKILL)
+    return process.wait()
+
+
+def assert_same_final_weights(run_dir: Path, reference: Path) -> None:
+    """The two runs' last checkpoints hold the same step and bit-identical networks."""
+    final = torch.load(run_dir / "checkpoint.pt", weights_only=False)
+    expected = torch.load(reference / "checkpoint.pt", weights_only=False)
+    assert final["step"] == expected["step"]
+    for net in ("critic", "target_critic", "value", "actor"):
+        for name, tensor in expected["learner"][net].items():
+            assert torch.equal(final["learner"][net][name], tensor), f"{net}.{name} differs"
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, launch
+from conftest import REPO, assert_same_final_weights, launch, launch_and_kill_when
 
 from iql import checkpoint
 from iql.config import LoggerConfig, NetworkConfig, RunConfig, TrainConfig
@@ -136,13 +136,9 @@ def test_random_sigkills_end_with_the_uninterrupted_weights(tmp_path: Path, pend
 
 
 def assert_same_weights_and_metric_rows(run_dir: Path, reference: Path, steps: int, log_every: int) -> None:
-    """The resumed run's final networks equal the uninterrupted run's, bit for bit, and it logged every row once."""
-    final = torch.load(run_dir / "checkpoint.pt", weights_only=False)
-    expected = torch.load(reference / "checkpoint.pt", weights_only=False)
-    assert final["step"] == expected["step"] == steps
-    for net in ("critic", "target_critic", "value", "actor"):
-        for name, tensor in expected["learner"][net].items():
-            assert torch.equal(final["learner"][net][name], tensor), f"{net}.{name} differs"
+    """The resumed run ends with the uninterrupted run's networks, bit for bit, and logged every row once."""
+    assert_same_final_weights(run_dir, reference)
+    assert torch.load(run_dir / "checkpoint.pt", weights_only=False)["step"] == steps
     rows = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert rows == list(range(log_every, steps + 1, log_every))
 
@@ -157,17 +153,8 @@ def test_compiled_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_wei
     assert launch(*args, run_dir=reference).returncode == 0
 
     run_dir = tmp_path / "killed"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "launch.py"), *args, f"hydra.run.dir={run_dir}"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 300
-    while not (run_dir / "checkpoint.pt").exists() and process.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    process.send_signal(signal.SIGKILL)
-    assert process.wait() == -signal.SIGKILL, "the run ended before its first checkpoint could be interrupted"
+    exit_code = launch_and_kill_when(run_dir / "checkpoint.pt", *args, run_dir=run_dir)
+    assert exit_code == -signal.SIGKILL, "the run ended before its first checkpoint could be interrupted"
     assert checkpoint.load_latest(run_dir) is not None
     result = launch(*args, run_dir=run_dir)
     assert result.returncode == 0, result.stderr

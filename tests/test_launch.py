@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
-import torch
-from conftest import REPO, launch
+from conftest import assert_same_final_weights, launch, launch_and_kill_when
 
 TINY = ["network.hidden_dims=[32,32]", "train.batch_size=64", "eval.episodes=2"]
 
@@ -86,26 +81,12 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path, pendulum_datase
     assert launch(*args, run_dir=reference).returncode == 0
 
     interrupted = tmp_path / "interrupted"
-    process = subprocess.Popen(
-        [sys.executable, str(REPO / "launch.py"), *args, f"hydra.run.dir={interrupted}"],
-        cwd=REPO,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.time() + 120
-    while not (interrupted / "checkpoint.prev.pt").exists() and process.poll() is None and time.time() < deadline:
-        time.sleep(0.05)
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert not (interrupted / "summary.json").exists(), "the run finished before it could be killed"
+    exit_code = launch_and_kill_when(interrupted / "checkpoint.prev.pt", *args, run_dir=interrupted, timeout=120)
+    assert exit_code == -signal.SIGKILL, "the run finished before it could be killed"
     result = launch(*args, run_dir=interrupted)
     assert result.returncode == 0, result.stderr
 
-    final = torch.load(interrupted / "checkpoint.pt", weights_only=False)["learner"]
-    expected = torch.load(reference / "checkpoint.pt", weights_only=False)["learner"]
-    for net in ("critic", "target_critic", "value", "actor"):
-        for name, tensor in expected[net].items():
-            assert torch.equal(final[net][name], tensor), f"{net}.{name} differs after resume"
+    assert_same_final_weights(interrupted, reference)
     steps = [row["step"] for row in read_metrics(interrupted)]
     assert steps == sorted(set(steps)) and steps[-1] == 600
     assert json.loads((interrupted / "summary.json").read_text())["steps"] == 600
