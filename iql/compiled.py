@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
 from iql import losses
+from iql.errors import CompileError
 from iql.learner import Batch, BCLearner, IQLLearner, iql_metrics
 
 Params = dict[str, Tensor]
@@ -129,6 +130,7 @@ class CompiledUpdate:
         keep_tensor_guards = getattr(torch.compiler, "keep_tensor_guards_unsafe", None)
         options = {"guard_filter_fn": keep_tensor_guards} if keep_tensor_guards is not None else None
         self._compiled = torch.compile(step_fn, dynamic=False, fullgraph=True, options=options)
+        self._built = False  # compilation happens in the first call
 
     def bind(self) -> None:
         """(Re)collect the tensors to update; call after ``load_state_dict`` replaced the optimiser state."""
@@ -146,12 +148,29 @@ class CompiledUpdate:
         learner = self.learner
         step = learner.step + 1  # every optimiser steps once per update, so their step counts equal the learner's
         scalars = torch.tensor([slot.step_scalars(step) for slot in self.slots], device=learner.device)
-        metrics = self._compiled(batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminals, scalars)
+        inputs = (batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminals, scalars)
+        metrics = self._compiled(*inputs) if self._built else self._first_call(*inputs)
         torch._foreach_add_([s for slot in self.slots for s in slot.steps], 1.0)
         with warnings.catch_warnings():  # it cannot see that the graph stepped the actor's optimiser
             warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
             learner.actor_scheduler.step()
         learner.step = step
+        return metrics
+
+    def _first_call(self, *inputs: Tensor) -> dict[str, Tensor]:
+        """The call that compiles: a failure here (no C++ compiler for Inductor on CPU, no Triton on CUDA, an op
+        Dynamo cannot trace) becomes one clear ``CompileError`` instead of a traceback from inside Inductor."""
+        try:
+            metrics = self._compiled(*inputs)
+        except Exception as error:
+            reason = next((line for line in str(error).splitlines() if line.strip()), type(error).__name__)
+            raise CompileError(
+                f"hardware.compile=true, but torch.compile could not build the update on this machine: "
+                f"{type(error).__name__}: {reason[:300]}. On CPU Inductor needs a C++ compiler (g++, or the one "
+                "$CXX names); on CUDA, Triton. Install it, or run with hardware.compile=false (the same update, "
+                "eager). HYDRA_FULL_ERROR=1 shows the full traceback."
+            ) from error
+        self._built = True
         return metrics
 
     def _bc_step(

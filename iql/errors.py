@@ -21,6 +21,10 @@ class DeviceError(IQLError):
     """The requested torch device is not available on this machine."""
 
 
+class CompileError(IQLError):
+    """``hardware.compile=true`` but ``torch.compile`` could not build the update on this machine."""
+
+
 class TrainingDivergedError(IQLError):
     """A loss became NaN or infinite."""
 

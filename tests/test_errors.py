@@ -53,6 +53,15 @@ def test_bad_input_fails_with_one_clear_message(
     assert "Traceback" not in result.stderr + result.stdout
 
 
+def test_compile_without_a_cxx_compiler_fails_with_one_clear_message(tmp_path: Path, pendulum_dataset: str) -> None:
+    env = {"CXX": str(tmp_path / "no-such-g++"), "TORCHINDUCTOR_CACHE_DIR": str(tmp_path / "inductor-cache")}
+    result = launch(*TINY, "hardware.compile=true", run_dir=tmp_path / "run", env=env)
+    assert result.returncode == 2
+    for words in ("hardware.compile=true", "C++ compiler", "hardware.compile=false"):
+        assert words in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+
+
 def test_corrupted_checkpoints_fail_clearly_and_are_kept(tmp_path: Path, pendulum_dataset: str) -> None:
     for name in ("checkpoint.pt", "checkpoint.prev.pt"):
         (tmp_path / name).write_bytes(b"not a checkpoint")
