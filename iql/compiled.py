@@ -119,14 +119,13 @@ class CompiledUpdate:
 
     def __init__(self, learner: BCLearner) -> None:
         self.learner = learner
-        self.is_iql = isinstance(learner, IQLLearner)
         self.bind()
         # The step runs on this instance's own copy of its code object: Dynamo keeps one cache per code object, so
         # no other learner in the process (the next job of a sequential sweep, say) can match this learner's graph
         # with its τ, β or activation baked in. That makes it safe to keep only the tensor guards, which saves
         # ~0.3 ms a call on CPU (the modules' attribute guards); the modules are fixed for the learner's life.
         # CUDA graphs are not used: untested here (no GPU was available).
-        step_fn = _own_code_copy(self._iql_step if self.is_iql else self._bc_step)
+        step_fn = _own_code_copy(self._iql_step if isinstance(learner, IQLLearner) else self._bc_step)
         keep_tensor_guards = getattr(torch.compiler, "keep_tensor_guards_unsafe", None)
         options = {"guard_filter_fn": keep_tensor_guards} if keep_tensor_guards is not None else None
         self._compiled = torch.compile(step_fn, dynamic=False, fullgraph=True, options=options)
@@ -137,11 +136,11 @@ class CompiledUpdate:
         learner = self.learner
         self.actor = AdamSlot.bind(learner.actor, learner.actor_optimizer)
         self.slots = [self.actor]
-        if self.is_iql:
-            self.value = AdamSlot.bind(learner.value, learner.value_optimizer)  # type: ignore[attr-defined]
-            self.critic = AdamSlot.bind(learner.critic, learner.critic_optimizer)  # type: ignore[attr-defined]
-            target_critic = learner.target_critic  # type: ignore[attr-defined]
-            self.target_params = {name: p.detach() for name, p in target_critic.named_parameters()}
+        if isinstance(learner, IQLLearner):
+            self.value = AdamSlot.bind(learner.value, learner.value_optimizer)
+            self.critic = AdamSlot.bind(learner.critic, learner.critic_optimizer)
+            self.target_critic = learner.target_critic
+            self.target_params = {name: p.detach() for name, p in self.target_critic.named_parameters()}
             self.slots = [self.value, self.actor, self.critic]
 
     def __call__(self, batch: Batch) -> dict[str, Tensor]:
@@ -185,8 +184,7 @@ class CompiledUpdate:
     ) -> dict[str, Tensor]:
         """IQLLearner.update's step: V, then π with the new V, then Q with a target from the new V, then Polyak."""
         a = self.learner.algorithm
-        target_critic = self.learner.target_critic  # type: ignore[attr-defined]
-        target_q = functional_call(target_critic, self.target_params, (obs, actions)).min(dim=0).values
+        target_q = functional_call(self.target_critic, self.target_params, (obs, actions)).min(dim=0).values
 
         def value_objective(p: Params) -> tuple[Tensor, Tensor]:
             value = self.value(p, obs)

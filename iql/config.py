@@ -110,7 +110,7 @@ class HardwareConfig:
     jobs_per_node: int = 1  # jobs sharing this machine's cores (local parallel sweeps)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     # Run each update as one torch.compile'd graph (iql/compiled.py; same losses and parameter changes as eager).
-    # 1.3-1.5x the eager rate on CPU after 20-35 s of compilation (~5 s when cached): worth it for long runs.
+    # 1.2-1.5x the eager rate on CPU (README) after 20-35 s of compilation (~5 s when cached): worth it for long runs.
     compile: bool = False
     # float32 matmuls: highest (full fp32) | high (TF32 on Ampere and newer GPUs, JAX's GPU default) | medium (bf16
     # where the hardware has it). No effect on CPUs without such units, like the 2-core AVX2 machine here.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import os
 
 import torch
@@ -52,11 +51,8 @@ def keep_freed_memory() -> bool:
     2-core VM that cost ~3% of an update. With tensors up to 32 MiB kept on the heap and no trimming, steady-state
     steps reuse the same pages. Process-wide and harmless elsewhere; a no-op off glibc (macOS, musl).
     """
-    libc_name = ctypes.util.find_library("c")
-    if libc_name is None:
-        return False
     try:
-        mallopt = ctypes.CDLL(libc_name).mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the C library already loaded into this process
     except (OSError, AttributeError):
         return False
     return bool(mallopt(_M_MMAP_THRESHOLD, 32 << 20)) and bool(mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))

@@ -68,14 +68,15 @@ def launch_and_kill_when(marker: Path, *overrides: str, run_dir: Path, timeout: 
     return process.wait()
 
 
-def assert_same_final_weights(run_dir: Path, reference: Path) -> None:
-    """The two runs' last checkpoints hold the same step and bit-identical networks."""
+def assert_same_final_weights(run_dir: Path, reference: Path) -> int:
+    """The two runs' last checkpoints hold the same step and bit-identical networks; returns that step."""
     final = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     expected = torch.load(reference / "checkpoint.pt", weights_only=False)
     assert final["step"] == expected["step"]
     for net in ("critic", "target_critic", "value", "actor"):
         for name, tensor in expected["learner"][net].items():
             assert torch.equal(final["learner"][net][name], tensor), f"{net}.{name} differs"
+    return int(final["step"])
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
