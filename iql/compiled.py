@@ -1,31 +1,32 @@
-"""The learner's whole update as one pure function of tensors, compiled by ``torch.compile`` into a single graph.
+"""``iql.update``'s step as one ``torch.compile``d graph: the same function, bound to functional networks.
 
-``IQLLearner.update`` is the readable definition: autograd, ``torch.optim.Adam``, one network at a time. Here the
-same step (the same ``iql.losses`` terms, the same order V → π → Q → Polyak, Adam's arithmetic) is one function
-that ``torch.func`` differentiates and Inductor compiles, so an update is a single call with no Python between its
-kernels. It reads and writes the learner's own parameters and Adam state in place: checkpoints, ``act`` and a later
+Eager mode runs the step with autograd and ``torch.optim.Adam``. Here the step's networks are the learner's
+modules applied (``functional_call``) to detached aliases of their parameters; ``torch.func`` differentiates each
+objective and Adam's arithmetic updates the aliases and the optimiser's own state tensors in place, so Inductor
+compiles the whole update into one call with no Python between its kernels. Checkpoints, ``act`` and a later
 eager update see exactly what the eager update would have left (``tests/test_fast_update.py`` checks this).
 
     update = CompiledUpdate(learner)      # compiles on its first call (20-40 s on a 2-core CPU)
-    metrics = update(batch)               # == learner's eager update, to float tolerance
+    metrics = update(batch)               # == the eager update, to float tolerance
 """
 
 from __future__ import annotations
 
 import math
 import types
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call, grad_and_value
 
-from iql import losses
 from iql.errors import CompileError
-from iql.learner import Batch, BCLearner, IQLLearner, iql_metrics
+from iql.update import Batch, Objective
+
+if TYPE_CHECKING:
+    from iql.learner import BCLearner
 
 Params = dict[str, Tensor]
 
@@ -82,6 +83,7 @@ class AdamSlot:
         The bias corrections come in as a tensor computed on the host: inside the graph Inductor would recompute
         their ``pow`` for every vector of every parameter, which made Adam cost more than all of autograd. Nor is
         the lr read here: Dynamo guards on an optimiser's whole ``param_groups``, so a scheduled lr would recompile.
+        (``torch._fused_adam_`` cannot run inside a compiled graph.)
         """
         (beta1, beta2), eps = self.betas, self.eps
         step_size, bias_correction2_sqrt = scalars[0], scalars[1]
@@ -91,19 +93,36 @@ class AdamSlot:
             exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1.0 - beta2)
             param.sub_(step_size * exp_avg / (exp_avg_sq.sqrt() / bias_correction2_sqrt + eps))
 
-    def gradient_step(self, loss_fn: Callable[[Params], Any], scalars: Tensor, has_aux: bool = False) -> Any:
-        """Differentiate ``loss_fn(params) → loss`` (or ``(loss, aux)``), take one Adam step, return its value."""
-        grads, value = grad_and_value(loss_fn, has_aux=has_aux)(self.params)
-        self.adam_(grads, scalars)
-        return value
 
-    def __call__(self, params: Params, *args: Tensor) -> Any:
-        """The network's forward with ``params`` (differentiable) in place of its own."""
-        return functional_call(self.module, params, args)
+@dataclass
+class FunctionalNetworks:
+    """``iql.update.Networks`` over parameter aliases: ``torch.func`` gradients and in-graph Adam.
 
+    Built inside the compiled function for each call: ``scalars`` (slots, 2) are this update's Adam scalars, in the
+    order of ``slots``.
+    """
 
-def _policy_loss(actor: AdamSlot, params: Params, obs: Tensor, actions: Tensor, weights: Tensor) -> Tensor:
-    return losses.awr_policy_loss(actor(params, obs), actions, weights)
+    slots: dict[str, AdamSlot]
+    frozen: dict[str, tuple[nn.Module, Params]]  # networks that are not stepped (the target critics)
+    scalars: Tensor
+
+    def __call__(self, name: str, *inputs: Tensor) -> Any:
+        module, params = (self.slots[name].module, self.slots[name].params) if name in self.slots else self.frozen[name]
+        return functional_call(module, params, inputs)
+
+    def gradient_step(self, name: str, objective: Objective) -> tuple[Tensor, Any]:
+        slot = self.slots[name]
+
+        def loss_of(params: Params) -> tuple[Tensor, Any]:
+            return objective(lambda *inputs: functional_call(slot.module, params, inputs))
+
+        grads, (loss, diagnostics) = grad_and_value(loss_of, has_aux=True)(slot.params)
+        slot.adam_(grads, self.scalars[list(self.slots).index(name)])
+        return loss, diagnostics
+
+    def polyak_(self, rate: float) -> None:
+        _, target = self.frozen["target_critic"]
+        torch._foreach_lerp_(list(target.values()), list(self.slots["critic"].params.values()), rate)
 
 
 def _own_code_copy(method: Callable[..., Any]) -> Callable[..., Any]:
@@ -115,45 +134,40 @@ def _own_code_copy(method: Callable[..., Any]) -> Callable[..., Any]:
 
 
 class CompiledUpdate:
-    """``learner.update`` (IQL or BC) as one ``torch.compile``d graph; same metrics, same parameter changes."""
+    """The learner's ``update_fn`` as one ``torch.compile``d graph; same metrics, same parameter changes."""
 
     def __init__(self, learner: BCLearner) -> None:
         self.learner = learner
         self.bind()
         # The step runs on this instance's own copy of its code object: Dynamo keeps one cache per code object, so
         # no other learner in the process (the next job of a sequential sweep, say) can match this learner's graph
-        # with its τ, β or activation baked in. That makes it safe to keep only the tensor guards, which saves
+        # with its modules and constants baked in. That makes it safe to keep only the tensor guards, which saves
         # ~0.3 ms a call on CPU (the modules' attribute guards); the modules are fixed for the learner's life.
         # CUDA graphs are not used: untested here (no GPU was available).
-        step_fn = _own_code_copy(self._iql_step if isinstance(learner, IQLLearner) else self._bc_step)
         keep_tensor_guards = getattr(torch.compiler, "keep_tensor_guards_unsafe", None)
         options = {"guard_filter_fn": keep_tensor_guards} if keep_tensor_guards is not None else None
-        self._compiled = torch.compile(step_fn, dynamic=False, fullgraph=True, options=options)
+        self._compiled = torch.compile(_own_code_copy(self._step), dynamic=False, fullgraph=True, options=options)
         self._built = False  # compilation happens in the first call
 
     def bind(self) -> None:
         """(Re)collect the tensors to update; call after ``load_state_dict`` replaced the optimiser state."""
-        learner = self.learner
-        self.actor = AdamSlot.bind(learner.actor, learner.actor_optimizer)
-        self.slots = [self.actor]
-        if isinstance(learner, IQLLearner):
-            self.value = AdamSlot.bind(learner.value, learner.value_optimizer)
-            self.critic = AdamSlot.bind(learner.critic, learner.critic_optimizer)
-            self.target_critic = learner.target_critic
-            self.target_params = {name: p.detach() for name, p in self.target_critic.named_parameters()}
-            self.slots = [self.value, self.actor, self.critic]
+        modules = self.learner.modules()
+        self.slots = {
+            name: AdamSlot.bind(modules[name], optimizer) for name, optimizer in self.learner.step_optimizers().items()
+        }
+        self.frozen = {
+            name: (module, {key: p.detach() for key, p in module.named_parameters()})
+            for name, module in modules.items()
+            if name not in self.slots
+        }
 
     def __call__(self, batch: Batch) -> dict[str, Tensor]:
-        learner = self.learner
-        step = learner.step + 1  # every optimiser steps once per update, so their step counts equal the learner's
-        scalars = torch.tensor([slot.step_scalars(step) for slot in self.slots], device=learner.device)
+        """One update; the caller advances the learner's step and schedule after it."""
+        step = self.learner.step + 1  # every optimiser steps once per update, so their step counts equal the learner's
+        scalars = torch.tensor([slot.step_scalars(step) for slot in self.slots.values()], device=self.learner.device)
         inputs = (batch.obs, batch.actions, batch.rewards, batch.next_obs, batch.terminals, scalars)
         metrics = self._compiled(*inputs) if self._built else self._first_call(*inputs)
-        torch._foreach_add_([s for slot in self.slots for s in slot.steps], 1.0)
-        with warnings.catch_warnings():  # it cannot see that the graph stepped the actor's optimiser
-            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step", category=UserWarning)
-            learner.actor_scheduler.step()
-        learner.step = step
+        torch._foreach_add_([s for slot in self.slots.values() for s in slot.steps], 1.0)
         return metrics
 
     def _first_call(self, *inputs: Tensor) -> dict[str, Tensor]:
@@ -172,36 +186,9 @@ class CompiledUpdate:
         self._built = True
         return metrics
 
-    def _bc_step(
+    def _step(
         self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, terminals: Tensor, scalars: Tensor
     ) -> dict[str, Tensor]:
-        weights = torch.ones_like(rewards)
-        actor_loss = self.actor.gradient_step(lambda p: _policy_loss(self.actor, p, obs, actions, weights), scalars[0])
-        return {"actor_loss": actor_loss}
-
-    def _iql_step(
-        self, obs: Tensor, actions: Tensor, rewards: Tensor, next_obs: Tensor, terminals: Tensor, scalars: Tensor
-    ) -> dict[str, Tensor]:
-        """IQLLearner.update's step: V, then π with the new V, then Q with a target from the new V, then Polyak."""
-        a = self.learner.algorithm
-        target_q = functional_call(self.target_critic, self.target_params, (obs, actions)).min(dim=0).values
-
-        def value_objective(p: Params) -> tuple[Tensor, Tensor]:
-            value = self.value(p, obs)
-            return losses.value_loss(target_q, value, a.expectile), value.detach()
-
-        value_loss, value = self.value.gradient_step(value_objective, scalars[0], has_aux=True)
-
-        new_value, next_value = self.value(self.value.params, torch.cat([obs, next_obs])).chunk(2)
-        advantage = target_q - new_value
-        target = losses.td_target(rewards, terminals, next_value, a.discount)
-        weights = losses.awr_weights(advantage, a.beta, a.exp_adv_max)
-        actor_loss = self.actor.gradient_step(lambda p: _policy_loss(self.actor, p, obs, actions, weights), scalars[1])
-
-        def critic_objective(p: Params) -> tuple[Tensor, Tensor]:
-            q_values = self.critic(p, obs, actions)
-            return losses.critic_loss(q_values, target), q_values.detach()
-
-        critic_loss, q_values = self.critic.gradient_step(critic_objective, scalars[2], has_aux=True)
-        torch._foreach_lerp_(list(self.target_params.values()), list(self.critic.params.values()), a.polyak_rate)
-        return iql_metrics(value_loss, critic_loss, actor_loss, q_values, value, advantage, weights, a)
+        nets = FunctionalNetworks(self.slots, self.frozen, scalars)
+        batch = Batch(obs, actions, rewards, next_obs, terminals)
+        return self.learner.update_fn(nets, batch, self.learner.hyperparameters)

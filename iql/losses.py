@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 
-def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
+def expectile_loss(diff: Tensor, expectile: float | Tensor) -> Tensor:
     """Asymmetric squared loss L₂^τ(u) = |τ − 1(u < 0)| · u², averaged (paper Eq. 5).
 
     ``diff`` is u = target − prediction, any shape. With τ > 0.5 the minimiser of E[L₂^τ(y − v)] over v is an
@@ -23,12 +23,12 @@ def expectile_loss(diff: Tensor, expectile: float) -> Tensor:
     return (weight * diff.square()).mean()
 
 
-def value_loss(target_q: Tensor, value: Tensor, expectile: float) -> Tensor:
+def value_loss(target_q: Tensor, value: Tensor, expectile: float | Tensor) -> Tensor:
     """L_V = E[L₂^τ(Q̂(s,a) − V(s))]; ``target_q`` (B,) is min over the target critics, ``value`` (B,) is V(s)."""
     return expectile_loss(target_q - value, expectile)
 
 
-def td_target(rewards: Tensor, terminals: Tensor, next_value: Tensor, discount: float) -> Tensor:
+def td_target(rewards: Tensor, terminals: Tensor, next_value: Tensor, discount: float | Tensor) -> Tensor:
     """Bellman target r + γ · (1 − terminal) · V(s'), all (B,). ``terminals`` are terminations, never truncations."""
     return rewards + discount * (1.0 - terminals) * next_value
 
@@ -38,7 +38,7 @@ def critic_loss(q_values: Tensor, target: Tensor) -> Tensor:
     return (q_values - target).square().mean(dim=1).sum()
 
 
-def awr_weights(advantage: Tensor, beta: float, max_weight: float) -> Tensor:
+def awr_weights(advantage: Tensor, beta: float | Tensor, max_weight: float) -> Tensor:
     """Advantage weights min(exp(β · A), max_weight), (B,) → (B,) (paper Eq. 7).
 
     β is an inverse temperature: it *multiplies* the advantage, so β = 0 gives unit weights (behaviour cloning).

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import io
 
@@ -9,8 +10,10 @@ import pytest
 import torch
 from conftest import random_batch
 
+from iql import losses
 from iql.config import AlgorithmConfig, NetworkConfig
 from iql.learner import Batch, BCLearner, IQLLearner
+from iql.update import EagerNetworks, Objective, iql_update
 
 OBS, ACT, B = 5, 2, 64
 NET = NetworkConfig(hidden_dims=[32, 32])
@@ -25,54 +28,75 @@ def make_iql(total_steps: int = 100, **algorithm: object) -> IQLLearner:
     return IQLLearner(OBS, ACT, AlgorithmConfig(**algorithm), NET, total_steps)  # type: ignore[arg-type]
 
 
-def grads(module: torch.nn.Module) -> list[bool]:
-    return [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in module.parameters()]
+class RecordingNetworks(EagerNetworks):
+    """The eager networks of a learner, recording at each gradient step of the real ``iql_update``: its loss, which
+    networks its backward reached, and a copy of every network as it stood when the loss was computed."""
+
+    def __init__(self, learner: BCLearner) -> None:
+        super().__init__(learner.modules(), learner.step_optimizers())
+        self.losses: dict[str, torch.Tensor] = {}
+        self.reached: dict[str, set[str]] = {}
+        self.fully_reached: dict[str, set[str]] = {}
+        self.snapshots: dict[str, dict[str, torch.nn.Module]] = {}
+
+    def gradient_step(self, name: str, objective: Objective) -> tuple[torch.Tensor, object]:
+        self.snapshots[name] = copy.deepcopy(self.modules)
+        for module in self.modules.values():
+            module.zero_grad(set_to_none=True)
+        loss, diagnostics = objective(self.modules[name])
+        loss.backward()
+        got = {
+            net: [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in m.parameters()]
+            for net, m in self.modules.items()
+        }
+        self.reached[name] = {net for net, flags in got.items() if any(flags)}
+        self.fully_reached[name] = {net for net, flags in got.items() if all(flags)}
+        self.optimizers[name].step()
+        self.losses[name] = loss.detach()
+        return loss.detach(), diagnostics
+
+
+def recorded_update(learner: IQLLearner, batch: Batch) -> RecordingNetworks:
+    nets = RecordingNetworks(learner)
+    iql_update(nets, batch, learner.hyperparameters)
+    return nets
 
 
 def test_each_loss_sends_gradients_only_to_its_own_network() -> None:
-    learner, batch = make_iql(), make_batch()
-    nets = {
-        "critic": learner.critic,
-        "target_critic": learner.target_critic,
-        "value": learner.value,
-        "actor": learner.actor,
-    }
-    target_q = learner.target_q(batch.obs, batch.actions)
-    advantage, target = learner.advantage_and_target(batch, target_q)
-    terms = {
-        "value": lambda: learner.value_term(batch, target_q)[0],
-        "actor": lambda: learner.actor_loss(batch.obs, batch.actions, torch.exp(advantage)),
-        "critic": lambda: learner.critic_term(batch, target)[0],
-    }
-    for owner, loss in terms.items():
-        for net in nets.values():
-            net.zero_grad(set_to_none=True)
-        loss().backward()
-        for name, net in nets.items():
-            assert all(grads(net)) == (name == owner), f"{owner} loss sent gradients to {name}"
-            assert any(grads(net)) == (name == owner), f"{owner} loss sent gradients to {name}"
+    nets = recorded_update(make_iql(), make_batch())
+    assert nets.reached == {"value": {"value"}, "actor": {"actor"}, "critic": {"critic"}}
+    assert nets.fully_reached == nets.reached  # every parameter of the network gets a gradient
 
 
-def test_target_q_is_min_of_target_critics_not_online() -> None:
-    learner, batch = make_iql(), make_batch()
+def test_value_regresses_on_the_min_of_the_target_critics_not_the_online_ones() -> None:
+    learner, batch = make_iql(expectile=0.9), make_batch()
     with torch.no_grad():  # make the online critic differ from its target
         for p in learner.critic.parameters():
             p.add_(1.0)
-    expected = learner.target_critic(batch.obs, batch.actions).min(dim=0).values
-    online = learner.critic(batch.obs, batch.actions).min(dim=0).values
-    assert torch.equal(learner.target_q(batch.obs, batch.actions), expected)
-    assert not torch.allclose(expected, online)
+    before = {name: copy.deepcopy(m) for name, m in learner.modules().items()}
+    nets = recorded_update(learner, batch)
+    value = before["value"](batch.obs)
+    target_min = before["target_critic"](batch.obs, batch.actions).min(dim=0).values
+    online_min = before["critic"](batch.obs, batch.actions).min(dim=0).values
+    assert nets.losses["value"].item() == pytest.approx(losses.value_loss(target_min, value, 0.9).item(), rel=1e-6)
+    assert nets.losses["value"].item() != pytest.approx(losses.value_loss(online_min, value, 0.9).item(), rel=1e-3)
 
 
-def test_bellman_target_bootstraps_unless_terminated() -> None:
-    learner = make_iql(discount=0.9)
+def test_bellman_target_uses_the_updated_value_and_bootstraps_unless_terminated() -> None:
     terminals = torch.zeros(B)
     terminals[::2] = 1.0
     batch = make_batch(terminals=terminals)
-    _, target = learner.advantage_and_target(batch, learner.target_q(batch.obs, batch.actions))
-    next_value = learner.value(batch.next_obs).detach()
-    assert torch.allclose(target[::2], batch.rewards[::2])
-    assert torch.allclose(target[1::2], batch.rewards[1::2] + 0.9 * next_value[1::2], atol=1e-6)
+    nets = recorded_update(make_iql(discount=0.9), batch)
+    at_critic_step = nets.snapshots["critic"]  # V already updated, Q not yet
+    next_value = at_critic_step["value"](batch.next_obs).detach()
+    q_values = at_critic_step["critic"](batch.obs, batch.actions)
+    expected = losses.critic_loss(q_values, batch.rewards + 0.9 * (1 - terminals) * next_value)
+    assert nets.losses["critic"].item() == pytest.approx(expected.item(), rel=1e-5)
+    stale_value = nets.snapshots["value"]["value"](batch.next_obs).detach()  # V before its own step
+    stale = losses.critic_loss(q_values, batch.rewards + 0.9 * (1 - terminals) * stale_value)
+    never_terminal = losses.critic_loss(q_values, batch.rewards + 0.9 * next_value)
+    assert nets.losses["critic"].item() != pytest.approx(stale.item(), rel=1e-4)
+    assert nets.losses["critic"].item() != pytest.approx(never_terminal.item(), rel=1e-4)
 
 
 def test_beta_zero_gives_the_behaviour_cloning_actor_loss() -> None:
@@ -81,13 +105,9 @@ def test_beta_zero_gives_the_behaviour_cloning_actor_loss() -> None:
     torch.manual_seed(0)
     bc = BCLearner(OBS, ACT, AlgorithmConfig(name="bc"), NET, 100)
     bc.actor.load_state_dict(iql.actor.state_dict())
-    target_q = iql.target_q(batch.obs, batch.actions)
-    advantage, _ = iql.advantage_and_target(batch, target_q)
-    from iql.losses import awr_weights
-
-    iql_loss = iql.actor_loss(batch.obs, batch.actions, awr_weights(advantage, 0.0, 100.0))
-    bc_loss = bc.actor_loss(batch.obs, batch.actions, torch.ones(B))
-    assert iql_loss.item() == pytest.approx(bc_loss.item())
+    iql_actor_loss = recorded_update(iql, batch).losses["actor"]
+    bc_actor_loss = bc.update(batch)["actor_loss"]
+    assert iql_actor_loss.item() == pytest.approx(bc_actor_loss.item(), rel=1e-6)
 
 
 def test_cosine_actor_schedule_reaches_zero_at_train_steps() -> None:
