@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from iql.learner import Batch
+from iql.update import Batch
 
 
 class DeviceSampler:
