@@ -42,7 +42,9 @@ class AlgorithmConfig:
     value_lr: float = 3e-4
     actor_schedule: str = "cosine"  # cosine (decay to 0 at train.steps) | constant
     exp_adv_max: float = 100.0  # clip of exp(beta · advantage)
-    policy: str = "gaussian"  # gaussian (tanh mean, state-independent log-std) | deterministic (weighted MSE)
+    # gaussian (tanh mean, state-independent log-std) | deterministic (weighted MSE); continuous actions only:
+    # discrete actions always use a categorical policy
+    policy: str = "gaussian"
     log_std_min: float = -5.0
     log_std_max: float = 2.0
 

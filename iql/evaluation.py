@@ -9,7 +9,7 @@ import gymnasium as gym
 import numpy as np
 import torch
 
-from iql.data.transforms import ActionScaler, ObsNormalizer
+from iql.data.transforms import ActionScaler, DiscreteActions, ObsNormalizer
 
 
 @dataclass
@@ -53,7 +53,7 @@ def evaluate(
     episodes: int,
     seed: int,
     device: torch.device,
-    action_scaler: ActionScaler,
+    action_scaler: ActionScaler | DiscreteActions,
     obs_normalizer: ObsNormalizer,
     ref_min: float | None = None,
     ref_max: float | None = None,
@@ -61,8 +61,8 @@ def evaluate(
 ) -> EvalResult:
     """Run ``episodes`` episodes at once in a synchronous vector env; each env counts its first episode only.
 
-    ``act`` maps (n, O) float32 observations on ``device`` to (n, A) actions in [−1, 1]. Env i is reset with
-    seed ``seed + i``, so the same seed evaluates on the same initial states.
+    ``act`` maps (n, O) float32 observations on ``device`` to (n, A) learner actions ([−1, 1], or one-hot).
+    Env i is reset with seed ``seed + i``, so the same seed evaluates on the same initial states.
     """
 
     def make() -> gym.Env:

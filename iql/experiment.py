@@ -112,6 +112,7 @@ class Experiment:
             cfg.train.steps,
             self.device,
             compile=cfg.hardware.compile,
+            discrete=self.data.discrete,
         )
         self.elapsed_before = 0.0  # wall time of earlier attempts of this run, seconds
         self.best_score: float | None = None

@@ -18,7 +18,14 @@ from torch import Tensor, nn
 
 from iql import losses
 from iql.config import AlgorithmConfig, NetworkConfig
-from iql.networks import CriticEnsemble, DeterministicPolicy, GaussianPolicy, ValueNet
+from iql.networks import (
+    CategoricalPolicy,
+    CriticEnsemble,
+    DeterministicPolicy,
+    DiscreteCriticEnsemble,
+    GaussianPolicy,
+    ValueNet,
+)
 from iql.update import Batch, EagerNetworks, Hyperparameters, bc_update, iql_update
 
 if TYPE_CHECKING:
@@ -62,9 +69,11 @@ class BCLearner:
         total_steps: int,
         device: torch.device | str = "cpu",
         compile: bool = False,
+        discrete: bool = False,
     ) -> None:
         self.algorithm = algorithm
         self.device = torch.device(device)
+        self.discrete = discrete  # act_dim discrete actions, one-hot: categorical policy, one Q output per action
         self.step = 0
         self._build(obs_dim, act_dim, network, total_steps)
         self.hyperparameters = Hyperparameters.of(algorithm, self.device)
@@ -78,8 +87,10 @@ class BCLearner:
 
     def _build(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
         a = self.algorithm
-        self.actor: GaussianPolicy | DeterministicPolicy
-        if a.policy == "gaussian":
+        self.actor: GaussianPolicy | DeterministicPolicy | CategoricalPolicy
+        if self.discrete:
+            self.actor = CategoricalPolicy(obs_dim, act_dim, network)
+        elif a.policy == "gaussian":
             self.actor = GaussianPolicy(obs_dim, act_dim, network, a.log_std_min, a.log_std_max)
         else:
             self.actor = DeterministicPolicy(obs_dim, act_dim, network)
@@ -106,7 +117,8 @@ class BCLearner:
 
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:
-        """Deterministic evaluation action (the policy mean), (B, O) → (B, A) in [−1, 1]; dropout off."""
+        """Deterministic evaluation action, (B, O) → (B, A), dropout off: the policy mean in [−1, 1], or the greedy
+        (argmax) discrete action, one-hot."""
         was_training = self.actor.training
         self.actor.eval()
         action = self.actor.mean_action(obs).clamp(-1.0, 1.0)
@@ -144,7 +156,8 @@ class IQLLearner(BCLearner):
     update_fn = staticmethod(iql_update)
 
     def _build(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
-        self.critic = CriticEnsemble(obs_dim, act_dim, network).to(self.device)
+        critic = DiscreteCriticEnsemble if self.discrete else CriticEnsemble
+        self.critic = critic(obs_dim, act_dim, network).to(self.device)
         self.target_critic = copy.deepcopy(self.critic).requires_grad_(False)
         self.value = ValueNet(obs_dim, network).to(self.device)
         self.critic_optimizer = _adam(self.critic.parameters(), self.algorithm.critic_lr, self.device)
@@ -166,7 +179,9 @@ def make_learner(
     total_steps: int,
     device: torch.device | str = "cpu",
     compile: bool = False,
+    discrete: bool = False,
 ) -> IQLLearner | BCLearner:
-    """The learner ``algorithm.name`` asks for; ``compile`` runs each update as one ``torch.compile``d graph."""
+    """The learner ``algorithm.name`` asks for; ``compile`` runs each update as one ``torch.compile``d graph;
+    ``discrete``: ``act_dim`` discrete actions (one-hot), with a categorical policy and per-action Q outputs."""
     cls = BCLearner if algorithm.name == "bc" else IQLLearner
-    return cls(obs_dim, act_dim, algorithm, network, total_steps, device, compile)
+    return cls(obs_dim, act_dim, algorithm, network, total_steps, device, compile, discrete)

@@ -8,9 +8,16 @@ Shapes: B = batch size, A = action dimension, E = critic ensemble size.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
+
+
+class Categorical(NamedTuple):
+    """The output of a categorical policy head: unnormalised log-probabilities (B, n) over n discrete actions."""
+
+    logits: Tensor
 
 
 def expectile_loss(diff: Tensor, expectile: float | Tensor) -> Tensor:
@@ -53,6 +60,11 @@ def gaussian_log_prob(mean: Tensor, log_std: Tensor, actions: Tensor) -> Tensor:
     return (-0.5 * z.square() - log_std - 0.5 * math.log(2.0 * math.pi)).sum(dim=-1)
 
 
+def categorical_log_prob(logits: Tensor, actions: Tensor) -> Tensor:
+    """log π(a|s) of one-hot ``actions`` (B, n) under ``logits`` (B, n) → (B,)."""
+    return (torch.log_softmax(logits, dim=-1) * actions).sum(dim=-1)
+
+
 def weighted_log_likelihood_loss(log_prob: Tensor, weights: Tensor) -> Tensor:
     """AWR policy loss −E[w · log π(a|s)] for a stochastic policy; both (B,)."""
     return -(weights * log_prob).mean()
@@ -63,9 +75,17 @@ def weighted_mse_loss(predicted_actions: Tensor, actions: Tensor, weights: Tenso
     return (weights * (predicted_actions - actions).square().sum(dim=-1)).mean()
 
 
-def awr_policy_loss(policy_output: Tensor | tuple[Tensor, Tensor], actions: Tensor, weights: Tensor) -> Tensor:
-    """AWR loss of either policy head from its forward output: (mean (B, A), log_std (A,)) for the Gaussian
-    policy (weighted log-likelihood), actions (B, A) for the deterministic one (weighted MSE); weights (B,)."""
+def awr_policy_loss(
+    policy_output: Categorical | tuple[Tensor, Tensor] | Tensor, actions: Tensor, weights: Tensor
+) -> Tensor:
+    """AWR loss of any policy head from its forward output; weights (B,).
+
+    ``Categorical`` (discrete actions, one-hot (B, n)): weighted log-likelihood of the dataset action.
+    (mean (B, A), log_std (A,)) of the Gaussian policy: weighted log-likelihood. Actions (B, A) of the deterministic
+    policy: weighted MSE.
+    """
+    if isinstance(policy_output, Categorical):
+        return weighted_log_likelihood_loss(categorical_log_prob(policy_output.logits, actions), weights)
     if isinstance(policy_output, tuple):
         mean, log_std = policy_output
         return weighted_log_likelihood_loss(gaussian_log_prob(mean, log_std, actions), weights)

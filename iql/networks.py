@@ -1,7 +1,8 @@
-"""Networks of IQL: a batched critic ensemble, the value net and the two policy heads.
+"""Networks of IQL: batched critic ensembles, the value net and the policy heads (continuous and discrete).
 
 All layers use the official orthogonal initialisation (gain √2, zero bias). Shapes: B = batch, O = observation
-dimension, A = action dimension, E = ensemble size. Actions live in [−1, 1] (the data module rescales).
+dimension, A = action dimension, E = ensemble size. Continuous actions live in [−1, 1] (the data module rescales);
+discrete actions are one-hot (B, n).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from iql.config import NetworkConfig
+from iql.losses import Categorical
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -84,6 +86,20 @@ class CriticEnsemble(nn.Module):
         return self.net(x).squeeze(-1)
 
 
+class DiscreteCriticEnsemble(nn.Module):
+    """Q_1..Q_E over n discrete actions, one output per action: obs (B, O), one-hot actions (B, n) → (E, B),
+    each member's Q at the given action. The same interface as ``CriticEnsemble``, so the update is the same."""
+
+    def __init__(self, obs_dim: int, num_actions: int, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.ensemble_size = cfg.num_critics
+        self.net = mlp(obs_dim, num_actions, cfg, ensemble_size=cfg.num_critics, layer_norm=cfg.layer_norm)
+
+    def forward(self, obs: Tensor, actions: Tensor) -> Tensor:
+        q_all = self.net(obs.expand(self.ensemble_size, -1, -1))  # (E, B, n)
+        return (q_all * actions).sum(dim=-1)
+
+
 class ValueNet(nn.Module):
     """V(s): obs (B, O) → (B,)."""
 
@@ -128,3 +144,19 @@ class DeterministicPolicy(nn.Module):
 
     def mean_action(self, obs: Tensor) -> Tensor:
         return self.forward(obs)
+
+
+class CategoricalPolicy(nn.Module):
+    """π(a|s) = softmax(logits(s)) over n discrete actions: obs (B, O) → ``Categorical`` logits (B, n)."""
+
+    def __init__(self, obs_dim: int, num_actions: int, cfg: NetworkConfig) -> None:
+        super().__init__()
+        self.net = mlp(obs_dim, num_actions, cfg, dropout=cfg.actor_dropout)
+
+    def forward(self, obs: Tensor) -> Categorical:
+        return Categorical(self.net(obs))
+
+    def mean_action(self, obs: Tensor) -> Tensor:
+        """The greedy action, one-hot (B, n): argmax of the logits."""
+        logits = self.net(obs)
+        return nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)

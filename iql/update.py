@@ -30,8 +30,8 @@ Objective = Callable[[Forward], tuple[Tensor, Any]]  # forward → (scalar loss,
 class Batch:
     """A minibatch of transitions, all on one device, float32.
 
-    obs, next_obs (B, O); actions (B, A) in [−1, 1]; rewards (B,) after the reward transform;
-    terminals (B,) 1.0 where the episode *terminated* at this step (truncations are 0).
+    obs, next_obs (B, O); actions (B, A) in [−1, 1], or one-hot (B, n) for n discrete actions; rewards (B,) after
+    the reward transform; terminals (B,) 1.0 where the episode *terminated* at this step (truncations are 0).
     """
 
     obs: Tensor

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import signal
@@ -13,7 +14,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from iql.learner import Batch
+from iql.learner import BCLearner, IQLLearner
+from iql.update import Batch, EagerNetworks, Objective, iql_update
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -35,6 +37,15 @@ def pendulum_dataset(minari_root: Path) -> str:
 
     recipes.build(recipes.RECIPES["pendulum-mixed"], progress=False)
     return recipes.RECIPES["pendulum-mixed"].dataset_id
+
+
+@pytest.fixture(scope="session")
+def cartpole_dataset(minari_root: Path) -> str:
+    """The local discrete-action dataset (CartPole-v1, mixed quality)."""
+    from iql.data import recipes
+
+    recipes.build(recipes.RECIPES["cartpole-mixed"], progress=False)
+    return recipes.RECIPES["cartpole-mixed"].dataset_id
 
 
 def launch(
@@ -141,3 +152,38 @@ def sweep_summaries(sweep_dir: Path) -> list[dict]:
     """The ``summary.json`` of every job dir of a multirun, in job order."""
     paths = sorted(sweep_dir.glob("*/summary.json"), key=lambda path: int(path.parent.name))
     return [json.loads(path.read_text()) for path in paths]
+
+
+class RecordingNetworks(EagerNetworks):
+    """The eager networks of a learner, recording at each gradient step of the real ``iql_update``: its loss, which
+    networks its backward reached, and a copy of every network as it stood when the loss was computed."""
+
+    def __init__(self, learner: BCLearner) -> None:
+        super().__init__(learner.modules(), learner.step_optimizers())
+        self.losses: dict[str, torch.Tensor] = {}
+        self.reached: dict[str, set[str]] = {}
+        self.fully_reached: dict[str, set[str]] = {}
+        self.snapshots: dict[str, dict[str, torch.nn.Module]] = {}
+
+    def gradient_step(self, name: str, objective: Objective) -> tuple[torch.Tensor, object]:
+        self.snapshots[name] = copy.deepcopy(self.modules)
+        for module in self.modules.values():
+            module.zero_grad(set_to_none=True)
+        loss, diagnostics = objective(self.modules[name])
+        loss.backward()
+        got = {
+            net: [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in m.parameters()]
+            for net, m in self.modules.items()
+        }
+        self.reached[name] = {net for net, flags in got.items() if any(flags)}
+        self.fully_reached[name] = {net for net, flags in got.items() if all(flags)}
+        self.optimizers[name].step()
+        self.losses[name] = loss.detach()
+        return loss.detach(), diagnostics
+
+
+def recorded_update(learner: IQLLearner, batch: Batch) -> RecordingNetworks:
+    """One real ``iql_update`` of ``learner`` on ``batch``, recorded."""
+    nets = RecordingNetworks(learner)
+    iql_update(nets, batch, learner.hyperparameters)
+    return nets

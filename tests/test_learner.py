@@ -8,12 +8,11 @@ import io
 
 import pytest
 import torch
-from conftest import random_batch
+from conftest import random_batch, recorded_update
 
 from iql import losses
 from iql.config import AlgorithmConfig, NetworkConfig
 from iql.learner import Batch, BCLearner, IQLLearner
-from iql.update import EagerNetworks, Objective, iql_update
 
 OBS, ACT, B = 5, 2, 64
 NET = NetworkConfig(hidden_dims=[32, 32])
@@ -26,40 +25,6 @@ def make_batch(seed: int = 0, terminals: torch.Tensor | None = None) -> Batch:
 def make_iql(total_steps: int = 100, **algorithm: object) -> IQLLearner:
     torch.manual_seed(0)
     return IQLLearner(OBS, ACT, AlgorithmConfig(**algorithm), NET, total_steps)  # type: ignore[arg-type]
-
-
-class RecordingNetworks(EagerNetworks):
-    """The eager networks of a learner, recording at each gradient step of the real ``iql_update``: its loss, which
-    networks its backward reached, and a copy of every network as it stood when the loss was computed."""
-
-    def __init__(self, learner: BCLearner) -> None:
-        super().__init__(learner.modules(), learner.step_optimizers())
-        self.losses: dict[str, torch.Tensor] = {}
-        self.reached: dict[str, set[str]] = {}
-        self.fully_reached: dict[str, set[str]] = {}
-        self.snapshots: dict[str, dict[str, torch.nn.Module]] = {}
-
-    def gradient_step(self, name: str, objective: Objective) -> tuple[torch.Tensor, object]:
-        self.snapshots[name] = copy.deepcopy(self.modules)
-        for module in self.modules.values():
-            module.zero_grad(set_to_none=True)
-        loss, diagnostics = objective(self.modules[name])
-        loss.backward()
-        got = {
-            net: [p.grad is not None and bool(p.grad.abs().sum() > 0) for p in m.parameters()]
-            for net, m in self.modules.items()
-        }
-        self.reached[name] = {net for net, flags in got.items() if any(flags)}
-        self.fully_reached[name] = {net for net, flags in got.items() if all(flags)}
-        self.optimizers[name].step()
-        self.losses[name] = loss.detach()
-        return loss.detach(), diagnostics
-
-
-def recorded_update(learner: IQLLearner, batch: Batch) -> RecordingNetworks:
-    nets = RecordingNetworks(learner)
-    iql_update(nets, batch, learner.hyperparameters)
-    return nets
 
 
 def test_each_loss_sends_gradients_only_to_its_own_network() -> None:

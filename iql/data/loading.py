@@ -12,7 +12,7 @@ import numpy as np
 
 from iql.config import DatasetConfig
 from iql.data import recipes
-from iql.data.transforms import ActionScaler, ObsNormalizer, transform_rewards
+from iql.data.transforms import ActionScaler, DiscreteActions, ObsNormalizer, action_codec, transform_rewards  # noqa: E501
 from iql.data.transitions import Transitions, flatten_episodes
 from iql.errors import DatasetError
 
@@ -23,7 +23,8 @@ log = logging.getLogger(__name__)
 class PreparedData:
     """A dataset ready for the learner, and what evaluation needs to act in its environment.
 
-    obs, next_obs (N, O) normalised float32; actions (N, A) in [−1, 1]; rewards (N,) transformed; terminals (N,).
+    obs, next_obs (N, O) normalised float32; actions (N, A) in [−1, 1], or one-hot (N, n) for discrete actions;
+    rewards (N,) transformed; terminals (N,).
     """
 
     dataset_id: str
@@ -32,7 +33,7 @@ class PreparedData:
     rewards: np.ndarray
     next_obs: np.ndarray
     terminals: np.ndarray
-    action_scaler: ActionScaler
+    action_scaler: ActionScaler | DiscreteActions  # learner actions ↔ environment actions
     obs_normalizer: ObsNormalizer
     make_eval_env: Callable[[], gym.Env]
     ref_min_score: float | None
@@ -46,6 +47,10 @@ class PreparedData:
     @property
     def act_dim(self) -> int:
         return int(self.actions.shape[1])
+
+    @property
+    def discrete(self) -> bool:
+        return isinstance(self.action_scaler, DiscreteActions)
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -114,12 +119,25 @@ def _check_env_matches(env: gym.Env, dataset: Any, obs_dim: int, cfg: DatasetCon
     name = cfg.eval_env or "the dataset's eval environment"
     space = env.action_space
     data_space = dataset.action_space
-    if not isinstance(space, gym.spaces.Box) or space.shape != data_space.shape:
+    if type(space) is not type(data_space) or space.shape != data_space.shape:
         raise DatasetError(
             f"The action space of {name} ({space}) does not match dataset {cfg.id}'s ({data_space}). Set "
             "dataset.eval_env to the environment the dataset was recorded in."
         )
-    if not (np.allclose(space.low, data_space.low) and np.allclose(space.high, data_space.high)):
+    if (
+        isinstance(space, gym.spaces.Discrete)
+        and isinstance(data_space, gym.spaces.Discrete)
+        and (space.n, space.start) != (data_space.n, data_space.start)
+    ):
+        raise DatasetError(
+            f"{name} has {space.n} actions from {space.start} but dataset {cfg.id} has {data_space.n} from "
+            f"{data_space.start}. Set dataset.eval_env to the environment the dataset was recorded in."
+        )
+    if (
+        isinstance(space, gym.spaces.Box)
+        and isinstance(data_space, gym.spaces.Box)
+        and not (np.allclose(space.low, data_space.low) and np.allclose(space.high, data_space.high))
+    ):
         raise DatasetError(
             f"The action bounds of {name} [{space.low}, {space.high}] differ from dataset {cfg.id}'s "
             f"[{data_space.low}, {data_space.high}]. Set dataset.eval_env to the matching environment."
@@ -143,7 +161,7 @@ def prepare(cfg: DatasetConfig) -> PreparedData:
             f"({type(error).__name__}: {error}). The data file is damaged: delete the dataset's folder and rebuild "
             "(python -m iql.data build <recipe>) or re-download it."
         ) from error
-    scaler = ActionScaler.from_space(dataset.action_space)
+    scaler = action_codec(dataset.action_space)
     normalizer = ObsNormalizer.fit(transitions.obs) if cfg.normalize_obs else ObsNormalizer()
     make_env = _eval_env_factory(dataset, cfg)
     try:

@@ -23,7 +23,8 @@ import numpy as np
 
 from iql.errors import DatasetError
 
-Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray]  # (obs (O,), rng) -> action (A,) in env units
+# (obs (O,), rng) -> action in env units: (A,) for a Box action space, an int for a Discrete one
+Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray | int]
 
 
 def pendulum_controller(obs: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -44,16 +45,38 @@ def inverted_pendulum_controller(obs: np.ndarray, rng: np.random.Generator) -> n
     return np.clip(np.array([x + 10.0 * theta + x_velocity + theta_velocity]), -3.0, 3.0)
 
 
+def cartpole_controller(obs: np.ndarray, rng: np.random.Generator) -> int:
+    """Push towards the falling side, damped by the pole's and the cart's velocities: ``CartPole-v1`` (obs x, ẋ,
+    θ, θ̇; actions 0 = left, 1 = right). Balances for the whole 500 steps."""
+    x, x_velocity, theta, theta_velocity = obs
+    return int(theta + 0.5 * theta_velocity + 0.05 * x + 0.2 * x_velocity > 0)
+
+
+def cartpole_wrong_controller(obs: np.ndarray, rng: np.random.Generator) -> int:
+    """``cartpole_controller`` with its sign flipped: pushes the pole over in ~9 steps."""
+    return 1 - cartpole_controller(obs, rng)
+
+
+def acrobot_controller(obs: np.ndarray, rng: np.random.Generator) -> int:
+    """Pump energy by torquing the second joint with its own velocity: ``Acrobot-v1`` (obs cos/sin of both joint
+    angles, both angular velocities; actions 0, 1, 2 = torque −1, 0, +1). Reaches the line in ~80 steps."""
+    return 2 if obs[5] > 0 else 0
+
+
 CONTROLLERS: dict[str, Policy] = {
     "pendulum_controller": pendulum_controller,
     "inverted_pendulum_controller": inverted_pendulum_controller,
+    "cartpole_controller": cartpole_controller,
+    "cartpole_wrong_controller": cartpole_wrong_controller,
+    "acrobot_controller": acrobot_controller,
 }
 
 
 @dataclass(frozen=True)
 class PolicyMix:
-    """``episodes`` episodes of ``policy`` ("random" or a controller name) with Gaussian action noise of std
-    ``noise`` (a fraction of the action range's half-width)."""
+    """``episodes`` episodes of ``policy`` ("random" or a controller name) with action noise ``noise``: for Box
+    actions Gaussian noise of that std (a fraction of the action range's half-width), for Discrete actions the
+    probability of a uniformly random action instead of the controller's."""
 
     policy: str
     episodes: int
@@ -106,6 +129,25 @@ RECIPES: dict[str, Recipe] = {
             "inverted_pendulum_controller",
             "InvertedPendulum-v5 (MuJoCo, terminates when the pole falls): noisy balance controller + random.",
         ),
+        Recipe(
+            "cartpole-mixed",
+            "iql/cartpole/mixed-v0",
+            "CartPole-v1",
+            (PolicyMix("cartpole_controller", 6, noise=0.2), PolicyMix("cartpole_wrong_controller", 1500, noise=0.8)),
+            "cartpole_controller",
+            "CartPole-v1 (discrete), mixed quality: 6 balancing episodes (20% random actions) and 1500 episodes whose "
+            "actions are 60% wrong (a sign-flipped controller with 80% random actions), which hold the majority of "
+            "actions in the upright states: greedy BC copies them, IQL must not.",
+        ),
+        Recipe(
+            "acrobot-mixed",
+            "iql/acrobot/mixed-v0",
+            "Acrobot-v1",
+            (PolicyMix("acrobot_controller", 30, noise=0.3), PolicyMix("random", 30)),
+            "acrobot_controller",
+            "Acrobot-v1 (discrete, 3 torques), mixed quality: energy-pumping controller with 30% random actions, "
+            "and uniformly random episodes.",
+        ),
     )
 }
 
@@ -115,12 +157,16 @@ def recipe_for(dataset_id: str) -> Recipe | None:
     return next((r for r in RECIPES.values() if r.dataset_id == dataset_id), None)
 
 
-def _act(policy: str, env: gym.Env, obs: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray:
+def _act(policy: str, env: gym.Env, obs: np.ndarray, noise: float, rng: np.random.Generator) -> np.ndarray | int:
     space = env.action_space
+    if isinstance(space, gym.spaces.Discrete):
+        if policy == "random" or rng.random() < noise:
+            return int(space.start + rng.integers(space.n))
+        return int(CONTROLLERS[policy](obs, rng))
     assert isinstance(space, gym.spaces.Box)
     if policy == "random":
         return rng.uniform(space.low, space.high).astype(space.dtype)
-    action = CONTROLLERS[policy](obs, rng)
+    action = np.asarray(CONTROLLERS[policy](obs, rng))
     half_width = (space.high - space.low) / 2.0
     action = action + noise * half_width * rng.standard_normal(action.shape)
     return np.clip(action, space.low, space.high).astype(space.dtype)

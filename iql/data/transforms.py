@@ -75,3 +75,30 @@ class ActionScaler:
         """(N, A) actions in [−1, 1] → environment units, clipped to the bounds."""
         actions = self.low + (np.clip(unit_actions, -1.0, 1.0) + 1.0) * 0.5 * (self.high - self.low)
         return actions.astype(np.float32)
+
+
+@dataclass
+class DiscreteActions:
+    """Discrete actions ``start .. start + n − 1``: one-hot (N, n) float32 for the learner, integers for the env.
+
+    The same interface as ``ActionScaler``, so loading and evaluation treat both action kinds alike.
+    """
+
+    n: int
+    start: int = 0
+
+    def to_unit(self, actions: np.ndarray) -> np.ndarray:
+        """(N, n) one-hot actions (as ``flatten_array`` reads them) → the same, float32."""
+        return np.asarray(actions, dtype=np.float32)
+
+    def to_env(self, one_hot: np.ndarray) -> np.ndarray:
+        """(N, n) one-hot (or scores) → (N,) int64 environment actions: the argmax, shifted by ``start``."""
+        return (np.asarray(one_hot).argmax(axis=-1) + self.start).astype(np.int64)
+
+
+def action_codec(space: gym.Space) -> ActionScaler | DiscreteActions:
+    """How a dataset's actions (Box or Discrete, see ``check_spaces``) reach the learner and go back to the env."""
+    if isinstance(space, gym.spaces.Discrete):
+        return DiscreteActions(int(space.n), int(space.start))
+    assert isinstance(space, gym.spaces.Box), space
+    return ActionScaler.from_space(space)

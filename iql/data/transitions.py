@@ -17,7 +17,7 @@ from iql.errors import DatasetError
 class Transitions:
     """N transitions of a dataset, in environment units (actions not yet rescaled, rewards not transformed).
 
-    obs, next_obs (N, O) float32; actions (N, A) float32; rewards (N,) float32;
+    obs, next_obs (N, O) float32; actions (N, A) float32, one-hot (N, n) for discrete actions; rewards (N,) float32;
     terminals (N,) float32, 1.0 where the episode terminated (the Bellman mask uses these only);
     episode_ends (N,) bool, True on the last transition of every episode (termination, truncation or end of
     recording): used only to split returns for reward normalisation.
@@ -57,10 +57,42 @@ def flatten_array(space: gym.Space, value: Any, length: int) -> np.ndarray:
         one_hot = np.zeros((length, int(space.n)), dtype=np.float32)
         one_hot[np.arange(length), np.asarray(value, dtype=np.int64).reshape(-1) - int(space.start)] = 1.0
         return one_hot
-    raise DatasetError(
-        f"Observation space {space} is not supported: use a dataset whose observations are Box, Dict, Tuple or "
-        "Discrete spaces."
-    )
+    raise DatasetError(f"The space {space} cannot be flattened into a vector (see check_spaces).")
+
+
+def _unflattenable(space: gym.Space, path: str) -> Iterator[tuple[str, gym.Space]]:
+    """(path, leaf space) of every leaf of ``space`` that ``flatten_array`` cannot encode."""
+    if isinstance(space, gym.spaces.Dict):
+        for key, sub in space.spaces.items():
+            yield from _unflattenable(sub, f"{path}[{key!r}]")
+    elif isinstance(space, gym.spaces.Tuple):
+        for index, sub in enumerate(space.spaces):
+            yield from _unflattenable(sub, f"{path}[{index}]")
+    elif not isinstance(space, (gym.spaces.Box, gym.spaces.Discrete)):
+        yield path, space
+
+
+def check_spaces(observation_space: gym.Space, action_space: gym.Space, dataset_id: str) -> None:
+    """Raise ``DatasetError`` unless observations flatten to a vector and actions are Box or Discrete."""
+    if not isinstance(action_space, (gym.spaces.Box, gym.spaces.Discrete)):
+        raise DatasetError(
+            f"Dataset {dataset_id} has action space {action_space}; IQL here trains on continuous (Box) or discrete "
+            "(Discrete) actions. Pick a dataset with one of those action spaces."
+        )
+    bad = list(_unflattenable(observation_space, "observation"))
+    if bad:
+        text = any(isinstance(space, gym.spaces.Text) for _, space in bad)
+        raise DatasetError(
+            f"Dataset {dataset_id} has observations that cannot be flattened into a vector: "
+            + ", ".join(f"{path} is {space}" for path, space in bad)
+            + ". IQL here needs observations made of Box, Discrete, Dict and Tuple spaces."
+            + (
+                " Text (MiniGrid's and BabyAI's mission string, say) has no fixed numeric encoding here: pick a "
+                "dataset without text observations."
+                if text
+                else ""
+            )
+        )
 
 
 HDF5_FILE = "main_data.hdf5"  # the one file in which Minari's hdf5 storage keeps every episode
@@ -101,11 +133,7 @@ def flatten_episodes(dataset: Any, fast: bool = True) -> Transitions:
     With ``fast``, an hdf5 dataset with vector observations is read straight from its file (no per-step infos
     decoded); any other storage goes through ``storage.get_episodes``. Both give the same arrays.
     """
-    if not isinstance(dataset.action_space, gym.spaces.Box):
-        raise DatasetError(
-            f"Dataset {dataset.spec.dataset_id} has action space {dataset.action_space}; IQL here needs continuous "
-            "(Box) actions. Pick a dataset with a continuous action space."
-        )
+    check_spaces(dataset.observation_space, dataset.action_space, dataset.spec.dataset_id)
     obs_space = dataset.observation_space
     parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next_obs", "actions", "rewards", "term", "ends")}
     episodes = _fast_episodes(dataset) if fast else None
@@ -118,7 +146,7 @@ def flatten_episodes(dataset: Any, fast: bool = True) -> Transitions:
         observations = flatten_array(obs_space, episode["observations"], steps + 1)
         parts["obs"].append(observations[:-1])
         parts["next_obs"].append(observations[1:])
-        parts["actions"].append(np.asarray(episode["actions"], dtype=np.float32).reshape(steps, -1))
+        parts["actions"].append(flatten_array(dataset.action_space, episode["actions"], steps))  # Discrete: one-hot
         parts["rewards"].append(np.asarray(episode["rewards"], dtype=np.float32).reshape(steps))
         parts["term"].append(np.asarray(episode["terminations"], dtype=np.float32).reshape(steps))
         ends = np.zeros(steps, dtype=bool)
