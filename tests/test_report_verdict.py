@@ -29,6 +29,7 @@ def fake_run(
     algorithm: str = "iql",
     steps: int = 100,
     error: str | None = None,
+    dataset: str = DATASET,
 ) -> Path:
     """A run dir as launch.py leaves it: .hydra/config.yaml always; metrics.jsonl and summary.json when it trained
     (``score`` not None); error.txt when it failed."""
@@ -36,7 +37,7 @@ def fake_run(
     config = {
         "seed": seed,
         "algorithm": {"name": algorithm, "expectile": expectile, "beta": beta},
-        "dataset": {"id": DATASET},
+        "dataset": {"id": dataset},
         "train": {"steps": steps},
         "logger": {"project": "iql"},
     }
@@ -49,7 +50,7 @@ def fake_run(
             {"step": steps, "eval/normalized_score": score},
         ]
         (run_dir / "metrics.jsonl").write_text("".join(json.dumps(row) + "\n" for row in rows))
-        summary = {"algorithm": algorithm, "expectile": expectile, "beta": beta, "seed": seed, "dataset_id": DATASET}
+        summary = {"algorithm": algorithm, "expectile": expectile, "beta": beta, "seed": seed, "dataset_id": dataset}
         summary |= {"normalized_score": score, "best_normalized_score": score, "return_mean": score, "steps": steps}
         (run_dir / "summary.json").write_text(json.dumps(summary))
     return run_dir
@@ -181,7 +182,7 @@ def test_runs_of_different_lengths_are_flagged(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("args", [["--vmin", "50", "--vmax", "10"], ["--reps", "0"]])
+@pytest.mark.parametrize("args", [["--vmin", "50", "--vmax", "10"], ["--reps", "0"], ["--seed", "-3"]])
 def test_bad_report_options_fail_with_one_message(tmp_path: Path, args: list[str]) -> None:
     sweep = fake_sweep(tmp_path / "sweep", {(0.7, 3.0): [50.0, 52.0]})
     result = subprocess.run(
@@ -196,3 +197,24 @@ def test_fixed_colour_range_is_used(tmp_path: Path) -> None:
     result = report(sweep, "--vmin", "0", "--vmax", "100")
     assert result.returncode == 0, result.stderr
     assert (sweep / "heatmap-pendulum-mixed-v0.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_across_datasets_iqm_pools_seeds_and_datasets(tmp_path: Path) -> None:
+    sweep = fake_sweep(tmp_path / "a", {(0.7, 3.0): [50.0, 52.0, 51.0], (0.9, 3.0): [60.0, 61.0, 62.0]})
+    fake_sweep(tmp_path / "a" / "b", {(0.7, 3.0): [30.0, 32.0, 31.0], (0.9, 3.0): [40.0, 41.0, 42.0]}, dataset="x/y-v0")
+    result = report(sweep)
+    assert result.returncode == 0, result.stderr
+    across = (sweep / "report.md").read_text().split("## Across datasets", 1)[1]
+    assert "| iql τ=0.9 β=3 | 51.0 [" in across and "| 0, 1, 2 |" in across  # IQM of 6 scores: middle 3 of 6
+
+
+def test_score_of_record_is_the_runs_own(tmp_path: Path) -> None:
+    from iql.report.runs import RunRecord, read_run
+
+    run_dir = fake_run(tmp_path / "run", seed=0, score=20.0)
+    summary = json.loads((run_dir / "summary.json").read_text())
+    summary |= {"score_of_record": "success_rate", "success_rate": 75.0, "best_success_rate": 80.0}
+    (run_dir / "summary.json").write_text(json.dumps(summary))
+    record = read_run(run_dir)
+    assert isinstance(record, RunRecord) and record.metric == "success_rate"
+    assert (record.final_score, record.best_score) == (75.0, 80.0)

@@ -176,7 +176,12 @@ def _markdown(report: Report) -> str:
             )
             lines.append(f"| `{_shown(run.run_dir, out)}` | {run.key.label} | {run.seed} | {error} |")
     if report.incomplete:
-        lines += ["", "## Incomplete runs (no summary.json)", "", "| run dir | configuration | seed | state |"]
+        lines += [
+            "",
+            "## Incomplete runs (no summary.json; a run that failed shows its error)",
+            "",
+            "| run dir | configuration | seed | state |",
+        ]
         lines.append("|---|---|---:|---|")
         for run in report.incomplete:
             state = run.progress + (f"; error: {run.error}" if run.error else "")
@@ -201,6 +206,8 @@ def build_report(
     range of the heatmap and scatter. Raises ``ReportError`` when there is no run or an argument is out of range."""
     if reps < 1:
         raise ReportError(f"--reps {reps} is not a number of bootstrap resamples: pass --reps 2000 (or more).")
+    if not 0 <= seed < 2**32:
+        raise ReportError(f"--seed {seed} is not a bootstrap seed: pass an integer from 0 to 2**32 - 1, e.g. --seed 0.")
     if vmin is not None and vmax is not None and vmin >= vmax:
         raise ReportError(f"--vmin {vmin} is not below --vmax {vmax}: pass a colour range low to high, e.g. 0 100.")
     sources = [Path(os.path.abspath(path)) for path in paths]
