@@ -107,14 +107,17 @@ def _dataset_section(report: Report, comparison: Comparison) -> list[str]:
         )
     else:
         lines.append(f"**No winner named**: {comparison.reason}.")
-    if not comparison.grid:
-        top = top_trials(results)
-        if top:
-            ranked = "; ".join(f"#{i} {r.key.label}: {format_mean_std(*r.final)} (n={len(r.seeds)})" for i, r in
-                               enumerate(top, start=1))  # fmt: skip
-            lines += ["", f"Search (not a grid), best trials by final {metric}: {ranked}. Ranked is not shown to be "
-                      "better: rerun the best with repeats (`python launch.py -cd sweeps -cn seeds "
-                      "algorithm.expectile=<τ> algorithm.beta=<β>`) and compare those."]  # fmt: skip
+    top = [] if comparison.grid else top_trials(results)
+    if top:
+        ranked = "; ".join(
+            f"#{rank} {r.key.label}: {format_mean_std(*r.final)} (n={len(r.seeds)})" for rank, r in enumerate(top, 1)
+        )
+        lines += [
+            "",
+            f"Search (not a grid), best trials by final {metric}: {ranked}. Ranked first is not shown to be better: "
+            "rerun the best with repeats (`python launch.py -cd sweeps -cn seeds algorithm.expectile=<τ> "
+            "algorithm.beta=<β>`) and compare those.",
+        ]
     lines += [f"- {improvement.text}" for improvement in comparison.improvements]
     lines += [f"- Warning: {warning}" for warning in comparison.warnings]
     lines += ["", to_markdown(results, comparison.winner)]

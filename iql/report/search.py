@@ -77,15 +77,11 @@ def scatter_png(
         )
     unfinished = [r for r in iql if not r.final_scores]
     if unfinished:
-        axes.scatter(
-            *_points([r.key for r in unfinished]), marker="o", s=40,
-            facecolors="none", edgecolors="0.5", label="not finished", zorder=2,
-        )  # fmt: skip
+        betas, taus = _points([r.key for r in unfinished])
+        axes.scatter(betas, taus, marker="o", s=40, facecolors="none", edgecolors="0.5", label="not finished")
     if failed_iql:
-        axes.scatter(
-            *_points([run.key for run in failed_iql]), marker="x", s=50,
-            color="0.45", label="failed at start-up", zorder=2,
-        )  # fmt: skip
+        betas, taus = _points([run.key for run in failed_iql])
+        axes.scatter(betas, taus, marker="x", s=50, color="0.45", label="failed at start-up")
     if unfinished or failed_iql:
         axes.legend(fontsize=8, loc="best")
     axes.set_xlabel("β (inverse temperature, log scale)")

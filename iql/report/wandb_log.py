@@ -51,8 +51,7 @@ def log_report(report: Report, project: str | None = None, entity: str | None = 
 
     try:
         figures = (report.heatmaps, report.scatters, report.intervals, report.curves)
-        images = {f"{path.stem.split('-', 1)[0]}/{path.stem.split('-', 1)[1]}": path for kind in figures
-                  for path in kind.values()}  # fmt: skip
+        images = {path.stem.replace("-", "/", 1): path for kind in figures for path in kind.values()}
         run.log(
             {
                 "table": wandb.Table(columns=list(CSV_COLUMNS), data=table_rows(report.results)),
