@@ -1,5 +1,6 @@
-"""Compare runs: a table (mean ± std, IQM and mean with 95% bootstrap intervals over seeds per τ, β), a τ×β heatmap
-(a grid) or τ–β scatter (a search), interval and learning-curve figures, and a winner only where intervals separate.
+"""Compare runs: mean ± std and IQM with 95% bootstrap intervals per (τ, β); a winner only where intervals separate.
+
+Also a τ×β heatmap (a grid) or τ–β scatter (a search), an interval figure and learning curves.
 
 python -m iql.report multirun/2026-11-24/16-58-29            # a sweep dir: writes report.md, report.csv, PNGs there
 python -m iql.report outputs/a outputs/b --out reports/ab    # some run dirs, report elsewhere
