@@ -12,19 +12,22 @@ exit with code 2; ``HYDRA_FULL_ERROR=1`` shows the traceback.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from iql.config import RunConfig, unknown_keys
-from iql.errors import ConfigError, IQLError
+from iql.errors import ConfigError, IQLError, TrainingDivergedError
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
 log = logging.getLogger("launch")
@@ -49,9 +52,49 @@ def to_run_config(cfg: DictConfig, overrides: list[str]) -> RunConfig:
     return run_config
 
 
+ERROR_FILE = "error.txt"  # why a run failed, for ``python -m iql.report``
+
+
+def objective(summary: dict[str, Any]) -> float:
+    """The value an Optuna study maximises: the run's score of record (``summary["score_of_record"]``, else the
+    normalized score, else the return). Raises ``TrainingDivergedError`` when it is missing or not finite."""
+    names = [summary.get("score_of_record", "normalized_score"), "normalized_score", "return_mean"]
+    score = next((summary[name] for name in names if summary.get(name) is not None), None)
+    if score is None or not math.isfinite(score):
+        raise TrainingDivergedError(
+            f"The run ended without a finite score of record ({score}); its trial is marked failed. "
+            "Check its metrics.jsonl and launch.log."
+        )
+    return float(score)
+
+
+def in_optuna_study(hydra_cfg: Any) -> bool:
+    """Whether this job is a trial of hydra-optuna-sweeper (whose failures must not end the study)."""
+    return hydra_cfg.mode == RunMode.MULTIRUN and "optuna" in str(hydra_cfg.sweeper.get("_target_", ""))
+
+
+def record_error(run_dir: Path, error: Exception) -> None:
+    """Write the error a run failed with next to its config, so the report can say why (best effort)."""
+    from iql.checkpoint import atomic_write_bytes
+
+    try:
+        atomic_write_bytes(run_dir / ERROR_FILE, lambda handle: handle.write(f"{error}\n".encode()))
+    except OSError:
+        pass
+
+
+class CreateSweepDir(Callback):
+    """Creates the sweep dir when a multirun starts, before the sweeper opens anything in it (the Optuna study's
+    ``sqlite:///<sweep dir>/optuna.db``); Hydra's launchers create it only when the first batch starts."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+
+
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
+    run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         run_config = to_run_config(cfg, list(hydra_cfg.overrides.task))
         from iql.experiment import run  # heavy imports (torch, gymnasium) after the config is known to be valid
@@ -62,22 +105,28 @@ def main(cfg: DictConfig) -> float | None:
             config_name = hydra_cfg.job.config_name
             run_config.logger.sweep = sweep if config_name in (None, "config") else f"{config_name}-{sweep}"
 
-        summary = run(run_config, Path(hydra_cfg.runtime.output_dir))
+        summary = run(run_config, run_dir)
+        score = objective(summary) if in_optuna_study(hydra_cfg) else None
     except IQLError as error:
+        record_error(run_dir, error)
         if os.environ.get("HYDRA_FULL_ERROR") == "1":
             raise
         print(f"Error: {error}", file=sys.stderr)
+        if in_optuna_study(hydra_cfg):
+            raise  # the sweeper marks the trial failed and goes on (max_failure_rate); sys.exit would end the study
         sys.exit(2)
-    score = summary["normalized_score"]
-    shown = f"normalized score {score:.1f}" if score is not None else f"return {summary['return_mean']:.1f}"
+    metric = next(name for name in (summary.get("score_of_record"), "normalized_score", "return_mean") if name)
+    if summary.get(metric) is None:
+        metric = "return_mean"
     log.info(
-        "%s after %d steps (%s); outputs in %s",
-        shown,
+        "%s %.1f after %d steps (%s); outputs in %s",
+        metric.replace("_", " "),
+        summary[metric],
         summary["steps"],
         summary["algorithm"],
         hydra_cfg.runtime.output_dir,
     )
-    return score
+    return score if score is not None else float(summary[metric])
 
 
 def unwritable_output_dir(argv: list[str]) -> str | None:

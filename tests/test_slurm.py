@@ -5,6 +5,7 @@ Skipped where no cluster answers; in CI (CI=true) a missing cluster is a failure
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import shutil
@@ -134,3 +135,63 @@ def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, pendulum_datas
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     assert steps == list(range(100, 4001, 100)), "metrics.jsonl must hold every log step once, in order"
     assert final_slurm_states([job_id]).get(job_id) == "COMPLETED"
+
+
+def test_optuna_search_runs_as_slurm_jobs_and_survives_a_failed_trial(tmp_path: Path, pendulum_dataset: str) -> None:
+    """6 TPE trials in 2 batches of 3 array jobs; the first job to start is given an invalid train.steps (through its
+    environment, as a bad node would), fails at start-up, and the study goes on; the report shows every trial."""
+    import optuna
+
+    sweep_dir, marker = tmp_path / "sweep", tmp_path / "failed-once"
+    fail_once = f"mkdir {marker} 2>/dev/null && export IQL_TRIAL_STEPS=-1 || true"
+    result = launch(
+        "-cd",
+        "sweeps",
+        "-cn",
+        "tau_beta_optuna",
+        "hardware=slurm",
+        *TINY,
+        "train.steps=${oc.env:IQL_TRIAL_STEPS,200}",
+        "train.eval_every=100",
+        "train.log_every=100",
+        "hydra.sweeper.n_trials=6",
+        "hydra.sweeper.n_jobs=3",
+        "hydra.sweeper.sampler.n_startup_trials=3",
+        f"hardware.slurm.setup=['{fail_once}']",
+        f"hydra.sweep.dir={sweep_dir}",
+        timeout=900,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    job_dirs = sorted((p for p in sweep_dir.iterdir() if p.name.isdigit()), key=lambda p: int(p.name))
+    assert [p.name for p in job_dirs] == [str(i) for i in range(6)]
+    failed = [p for p in job_dirs if not (p / "summary.json").exists()]
+    assert len(failed) == 1 and "train.steps=-1 is invalid" in (failed[0] / "error.txt").read_text()
+    summaries = sweep_summaries(sweep_dir)
+    assert len(summaries) == 5 and all(s["slurm_job_id"] and s["steps"] == 200 for s in summaries)
+
+    study = optuna.load_study(study_name="tau_beta", storage=f"sqlite:///{sweep_dir}/optuna.db")
+    states = sorted(trial.state.name for trial in study.trials)
+    assert states == ["COMPLETE"] * 5 + ["FAIL"]
+    assert {round(t.value, 9) for t in study.trials if t.value is not None} == {
+        round(s["normalized_score"], 9) for s in summaries
+    }, "each trial's value is its run's score of record"
+    assert all(
+        0.5 <= t.params["algorithm.expectile"] <= 0.95 and 0.3 <= t.params["algorithm.beta"] <= 30 for t in study.trials
+    )
+
+    report = subprocess.run(
+        [sys.executable, "-m", "iql.report", str(sweep_dir), "--reps", "200"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert report.returncode == 0, report.stderr
+    with open(sweep_dir / "report.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert sorted(float(row["expectile"]) for row in rows) == sorted(s["expectile"] for s in summaries)
+    markdown = (sweep_dir / "report.md").read_text()
+    assert "6 run dirs, 5 finished, 0 incomplete, 1 failed at start-up" in markdown
+    assert f"| `{failed[0].name}` |" in markdown.split("## Failed at start-up", 1)[1]
+    assert "**No winner named**" in markdown  # one seed per trial
+    assert (sweep_dir / "scatter-pendulum-mixed-v0.png").exists()

@@ -36,3 +36,26 @@ def test_local_parallel_sweep_runs_every_job_with_one_thread(tmp_path: Path, pen
     summaries = sweep_summaries(tmp_path)
     assert sorted((s["expectile"], s["seed"]) for s in summaries) == [(0.6, 0), (0.6, 1), (0.8, 0), (0.8, 1)]
     assert all(s["threads"] == 1 and s["steps"] == 100 for s in summaries)
+
+
+@pytest.mark.slow
+def test_optuna_search_runs_in_parallel_locally_and_resumes(tmp_path: Path, pendulum_dataset: str) -> None:
+    import optuna
+
+    search = ["-cd", "sweeps", "-cn", "tau_beta_optuna", *TINY, "hydra.sweeper.n_trials=2", "hydra.sweeper.n_jobs=2"]
+    parallel = ["hydra/launcher=submitit_local", "hardware.jobs_per_node=2"]
+    first, second = tmp_path / "first", tmp_path / "second"
+    result = launch(*search, *parallel, f"hydra.sweep.dir={first}", timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert all(s["threads"] == 1 for s in sweep_summaries(first)) and len(sweep_summaries(first)) == 2
+
+    resume = [f"hydra.sweeper.storage=sqlite:///{first}/optuna.db", "hydra.sweeper.sampler.seed=1"]
+    result = launch(*search, *resume, f"hydra.sweep.dir={second}")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(sweep_summaries(second)) == 2 and not (second / "optuna.db").exists()
+    study = optuna.load_study(study_name="tau_beta", storage=f"sqlite:///{first}/optuna.db")
+    assert [trial.state.name for trial in study.trials] == ["COMPLETE"] * 4, (
+        "the second sweep did not continue the study"
+    )
+    first_pairs = {(s["expectile"], s["beta"]) for s in sweep_summaries(first)}
+    assert first_pairs.isdisjoint((s["expectile"], s["beta"]) for s in sweep_summaries(second))

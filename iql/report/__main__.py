@@ -1,8 +1,11 @@
-"""Compare runs: a table (mean ± std over seeds per τ, β), a τ×β heatmap and learning curves.
+"""Compare runs: mean ± std and IQM with 95% bootstrap intervals per (τ, β); a winner only where intervals separate.
+
+Also a τ×β heatmap (a grid) or τ–β scatter (a search), an interval figure and learning curves.
 
 python -m iql.report multirun/2026-11-24/16-58-29            # a sweep dir: writes report.md, report.csv, PNGs there
 python -m iql.report outputs/a outputs/b --out reports/ab    # some run dirs, report elsewhere
 python -m iql.report multirun/2026-11-24/16-58-29 --wandb    # also log the table and figures to W&B
+python -m iql.report multirun/2026-11-24/16-58-29 --vmin 0 --vmax 100 --reps 10000   # fixed colours, finer CIs
 """
 
 from __future__ import annotations
@@ -29,20 +32,30 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--wandb", action="store_true", help="also log the table and figures to a W&B report run")
     parser.add_argument("--project", help="W&B project (default: the runs' logger.project, else iql)")
     parser.add_argument("--entity", help="W&B entity (default: yours)")
+    parser.add_argument("--reps", type=int, default=2000, help="bootstrap resamples per interval (default 2000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0): same seed, same CIs")
+    parser.add_argument("--vmin", type=float, help="fixed low end of the heatmap/scatter colour scale")
+    parser.add_argument("--vmax", type=float, help="fixed high end of the heatmap/scatter colour scale")
     args = parser.parse_args(argv)
 
     from iql.report.build import build_report
-    from iql.report.table import best_result, format_mean_std
+    from iql.report.table import format_mean_std
 
     try:
-        report = build_report(args.paths, args.out or _default_out(args.paths))
-        finished = len(report.runs) - len(report.incomplete)
+        out = args.out or _default_out(args.paths)
+        report = build_report(args.paths, out, args.reps, args.seed, args.vmin, args.vmax)
+        finished = sum(1 for run in report.runs if run.finished)
         print(f"{len(report.runs)} readable run dirs: {finished} finished, {len(report.incomplete)} incomplete", end="")
+        print(f", {len(report.failed)} failed at start-up", end="")
         print(f"; {len(report.unreadable)} unreadable" if report.unreadable else "")
-        for dataset_id, results in report.by_dataset.items():
-            winner = best_result(results)
-            if winner is not None:
-                print(f"  {dataset_id}: best {winner.key.label}, final {format_mean_std(*winner.final)}")
+        for run in report.failed:
+            print(f"  failed: {run.run_dir} ({run.key.label}, seed {run.seed}): {run.error or 'no step logged'}")
+        for dataset_id, comparison in report.comparisons.items():
+            if comparison.winner is not None:
+                winner = comparison.winner
+                print(f"  {dataset_id}: winner {winner.key.label}, final {format_mean_std(*winner.final)}")
+            else:
+                print(f"  {dataset_id}: no winner named: {comparison.reason}")
         for path in report.files:
             print(f"wrote {path}")
         if args.wandb:

@@ -1,4 +1,5 @@
-"""Build the report of a sweep (or any set of runs): read the runs, aggregate, write report.csv, report.md and PNGs.
+"""Build the report of a sweep (or any set of runs): read the runs, aggregate, compare, write report.csv, report.md
+and PNGs.
 
     sweep = Path("multirun/2026-11-24/16-58-29")
     report = build_report([sweep], out_dir=sweep)
@@ -15,9 +16,12 @@ from pathlib import Path
 
 from iql.checkpoint import atomic_write_bytes
 from iql.errors import ReportError
-from iql.report.figures import METRIC_LABELS, curves_png, heatmap_png
+from iql.report.figures import METRIC_LABELS, curves_png, heatmap_png, intervals_png
 from iql.report.runs import RunRecord, UnreadableRun, find_run_dirs, read_run
-from iql.report.table import ConfigResult, aggregate, best_result, format_mean_std, to_csv, to_markdown
+from iql.report.search import scatter_png, top_trials
+from iql.report.stats import CONFIDENCE, DEFAULT_REPS, DEFAULT_SEED
+from iql.report.table import ConfigResult, aggregate, format_mean_std, to_csv, to_markdown
+from iql.report.verdict import Aggregate, Comparison, across_datasets, compare
 
 CSV_FILE = "report.csv"
 MARKDOWN_FILE = "report.md"
@@ -34,12 +38,25 @@ class Report:
     results: list[ConfigResult]
     csv_path: Path
     markdown_path: Path
+    reps: int = DEFAULT_REPS
+    seed: int = DEFAULT_SEED
+    comparisons: dict[str, Comparison] = field(default_factory=dict)  # per dataset id
+    aggregates: list[Aggregate] = field(default_factory=list)  # across datasets
+    aggregate_verdict: str | None = None
     heatmaps: dict[str, Path] = field(default_factory=dict)
+    scatters: dict[str, Path] = field(default_factory=dict)
     curves: dict[str, Path] = field(default_factory=dict)
+    intervals: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> list[RunRecord]:
+        """Runs that logged no step (failed at start-up, or not started): listed apart, in no row."""
+        return [run for run in self.runs if run.failed_at_start]
 
     @property
     def incomplete(self) -> list[RunRecord]:
-        return [run for run in self.runs if not run.finished]
+        """Runs that trained but have not finished (no summary.json yet)."""
+        return [run for run in self.runs if not run.finished and not run.failed_at_start]
 
     @property
     def sweeps(self) -> list[str]:
@@ -55,7 +72,8 @@ class Report:
 
     @property
     def files(self) -> list[Path]:
-        return [self.markdown_path, self.csv_path, *self.heatmaps.values(), *self.curves.values()]
+        figures = (self.heatmaps, self.scatters, self.intervals, self.curves)
+        return [self.markdown_path, self.csv_path, *(path for kind in figures for path in kind.values())]
 
 
 def _shown(path: Path, base: Path) -> str:
@@ -72,58 +90,129 @@ def _write(path: Path, payload: bytes) -> None:
         ) from error
 
 
+def _figure(lines: list[str], paths: dict[str, Path], dataset_id: str, alt: str) -> None:
+    if dataset_id in paths:
+        lines.append(f"![{alt}]({paths[dataset_id].name})\n")
+
+
+def _dataset_section(report: Report, comparison: Comparison) -> list[str]:
+    results, dataset_id = comparison.results, comparison.dataset_id
+    metric = METRIC_LABELS.get(results[0].metric, results[0].metric)
+    lines = ["", f"## {results[0].key.dataset_name} (`{dataset_id}`), {metric}", ""]
+    if comparison.winner is not None:
+        winner = comparison.winner
+        lines.append(
+            f"**Winner: {winner.key.label}**, final {metric} {format_mean_std(*winner.final)} (n={len(winner.seeds)}): "
+            f"{comparison.reason}."
+        )
+    else:
+        lines.append(f"**No winner named**: {comparison.reason}.")
+    top = [] if comparison.grid else top_trials(results)
+    if top:
+        ranked = "; ".join(
+            f"#{rank} {r.key.label}: {format_mean_std(*r.final)} (n={len(r.seeds)})" for rank, r in enumerate(top, 1)
+        )
+        lines += [
+            "",
+            f"Search (not a grid), best trials by final {metric}: {ranked}. Ranked first is not shown to be better: "
+            "rerun the best with repeats (`python launch.py -cd sweeps -cn seeds algorithm.expectile=<τ> "
+            "algorithm.beta=<β>`) and compare those.",
+        ]
+    lines += [f"- {improvement.text}" for improvement in comparison.improvements]
+    lines += [f"- Warning: {warning}" for warning in comparison.warnings]
+    lines += ["", to_markdown(results, comparison.winner)]
+    if comparison.grid:
+        _figure(lines, report.heatmaps, dataset_id, f"τ×β heatmap of the final {metric}")
+    else:
+        _figure(lines, report.scatters, dataset_id, f"τ–β scatter of the final {metric}")
+    _figure(lines, report.intervals, dataset_id, "IQM with 95% intervals")
+    _figure(lines, report.curves, dataset_id, "learning curves")
+    return lines
+
+
 def _markdown(report: Report) -> str:
-    out, finished = report.out_dir, len(report.runs) - len(report.incomplete)
+    out = report.out_dir
+    finished = sum(1 for run in report.runs if run.finished)
     sources = ", ".join(f"`{_shown(path, out) if path != out else '.'}`" for path in report.sources)
     lines = [
         "# Run report",
         "",
         f"Runs from {sources}" + (f" (sweep {', '.join(report.sweeps)})" if report.sweeps else "") + ": "
         f"{len(report.runs) + len(report.unreadable)} run dirs, {finished} finished, {len(report.incomplete)} "
-        f"incomplete, {len(report.unreadable)} unreadable.",
+        f"incomplete, {len(report.failed)} failed at start-up, {len(report.unreadable)} unreadable.",
         "",
-        "Final score: the last evaluation of each run; best score: its best evaluation. Both are mean ± sample "
-        "standard deviation (n − 1) over the finished seeds of a configuration; incomplete runs are not in the "
-        f"means but are in the learning curves. The same numbers, unrounded, are in `{CSV_FILE}`.",
+        "Final score: the last evaluation of each run; best score: its best evaluation; mean ± sample standard "
+        "deviation (n − 1) over the finished seeds of a configuration. IQM (interquartile mean: the mean of the "
+        f"middle 50% of seeds) and mean come with {CONFIDENCE:.0%} stratified-bootstrap confidence intervals from "
+        f"rliable ({report.reps} resamples, bootstrap seed {report.seed}); a configuration needs 2 finished seeds for "
+        "an interval. A winner is named only when the lower end of the highest IQM's interval lies above the upper "
+        "end of every other configuration's interval; otherwise the report says there is no evidence of a "
+        "difference. Incomplete runs are not in the numbers but are in the learning curves. The same numbers, "
+        f"unrounded, are in `{CSV_FILE}`.",
     ]
-    for dataset_id, results in report.by_dataset.items():
-        dataset_name = results[0].key.dataset_name
-        winner = best_result(results)
-        metric = METRIC_LABELS.get(results[0].metric, results[0].metric)
-        lines += ["", f"## {dataset_name} (`{dataset_id}`), {metric}", ""]
-        if winner is not None:
+    for comparison in report.comparisons.values():
+        lines += _dataset_section(report, comparison)
+    if report.aggregates or report.aggregate_verdict:
+        lines += ["", "## Across datasets", ""]
+        if report.aggregates:
+            lines += [f"IQM of the final score over seeds × datasets: {report.aggregate_verdict}.", ""]
             lines += [
-                f"Best: **{winner.key.label}**, final {metric} {format_mean_std(*winner.final)} "
-                f"(n={len(winner.seeds)}).",
-                "",
+                "| configuration | IQM [95% CI] | mean [95% CI] | seeds on every dataset |",
+                "|---|---:|---:|---|",
             ]
-        lines.append(to_markdown(results, winner))
-        if dataset_id in report.heatmaps:
-            lines.append(f"![τ×β heatmap of the final {metric}]({report.heatmaps[dataset_id].name})\n")
-        if dataset_id in report.curves:
-            lines.append(f"![learning curves]({report.curves[dataset_id].name})\n")
-        for result in results:
-            if result.pooled_differences:
-                lines.append(
-                    f"Note: the runs pooled as {result.key.label} differ in {', '.join(result.pooled_differences)}; "
-                    "their mean mixes those settings.\n"
-                )
+            for agg in report.aggregates:
+                seeds = ", ".join(map(str, agg.seeds))
+                lines.append(f"| {agg.label} | {agg.stats.iqm.format()} | {agg.stats.mean.format()} | {seeds} |")
+        else:
+            lines.append(f"{str(report.aggregate_verdict).capitalize()}.")
+    if report.failed:
+        lines += [
+            "",
+            "## Failed at start-up (no step logged; in no row)",
+            "",
+            "| run dir | configuration | seed | error |",
+        ]
+        lines.append("|---|---|---:|---|")
+        for run in report.failed:
+            error = (run.error or "no error recorded: not started yet, or killed before its first step").replace(
+                "|", "/"
+            )
+            lines.append(f"| `{_shown(run.run_dir, out)}` | {run.key.label} | {run.seed} | {error} |")
     if report.incomplete:
-        lines += ["## Incomplete runs (no summary.json)", "", "| run dir | configuration | seed | state |"]
+        lines += [
+            "",
+            "## Incomplete runs (no summary.json; a run that failed shows its error)",
+            "",
+            "| run dir | configuration | seed | state |",
+        ]
         lines.append("|---|---|---:|---|")
         for run in report.incomplete:
-            lines.append(f"| `{_shown(run.run_dir, out)}` | {run.key.label} | {run.seed} | {run.progress} |")
-        lines.append("")
+            state = run.progress + (f"; error: {run.error}" if run.error else "")
+            lines.append(f"| `{_shown(run.run_dir, out)}` | {run.key.label} | {run.seed} | {state} |")
     if report.unreadable:
-        lines += ["## Unreadable run dirs", ""]
+        lines += ["", "## Unreadable run dirs", ""]
         lines += [f"- `{_shown(bad.run_dir, out)}`: {bad.reason}" for bad in report.unreadable]
-        lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
-def build_report(paths: list[Path], out_dir: Path) -> Report:
-    """Read every run under ``paths`` and write ``report.md``, ``report.csv``, ``heatmap-<dataset>.png`` and
-    ``curves-<dataset>.png`` into ``out_dir`` (each file atomically). Raises ``ReportError`` when there is no run."""
+def build_report(
+    paths: list[Path],
+    out_dir: Path,
+    reps: int = DEFAULT_REPS,
+    seed: int = DEFAULT_SEED,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Report:
+    """Read every run under ``paths`` and write ``report.md``, ``report.csv`` and per dataset ``heatmap-`` (a grid)
+    or ``scatter-`` (a search), ``intervals-`` and ``curves-<dataset>.png`` into ``out_dir`` (each file
+    atomically). Intervals use ``reps`` bootstrap resamples drawn with ``seed``; ``vmin``/``vmax`` fix the colour
+    range of the heatmap and scatter. Raises ``ReportError`` when there is no run or an argument is out of range."""
+    if reps < 1:
+        raise ReportError(f"--reps {reps} is not a number of bootstrap resamples: pass --reps 2000 (or more).")
+    if not 0 <= seed < 2**32:
+        raise ReportError(f"--seed {seed} is not a bootstrap seed: pass an integer from 0 to 2**32 - 1, e.g. --seed 0.")
+    if vmin is not None and vmax is not None and vmin >= vmax:
+        raise ReportError(f"--vmin {vmin} is not below --vmax {vmax}: pass a colour range low to high, e.g. 0 100.")
     sources = [Path(os.path.abspath(path)) for path in paths]
     out_dir = Path(os.path.abspath(out_dir))
     records = [read_run(run_dir) for run_dir in find_run_dirs(sources)]
@@ -146,17 +235,30 @@ def build_report(paths: list[Path], out_dir: Path) -> Report:
         sources=sources,
         runs=runs,
         unreadable=unreadable,
-        results=aggregate(runs),
+        results=aggregate([run for run in runs if not run.failed_at_start], reps, seed),
         csv_path=out_dir / CSV_FILE,
         markdown_path=out_dir / MARKDOWN_FILE,
+        reps=reps,
+        seed=seed,
     )
     for dataset_id, results in report.by_dataset.items():
-        name = results[0].key.dataset_name
-        for kind, render, written in (("heatmap", heatmap_png, report.heatmaps), ("curves", curves_png, report.curves)):
-            png = render(results)
+        dataset_runs = [run for run in runs if run.key.dataset_id == dataset_id]
+        comparison = compare(dataset_id, results, dataset_runs, reps, seed)
+        report.comparisons[dataset_id] = comparison
+        failed = [run for run in report.failed if run.key.dataset_id == dataset_id]
+        figures = {
+            "intervals": (report.intervals, intervals_png(results)),
+            "curves": (report.curves, curves_png(results, None if comparison.grid else top_trials(results, 5))),
+        }
+        if comparison.grid:
+            figures["heatmap"] = (report.heatmaps, heatmap_png(results, comparison.winner, vmin, vmax))
+        else:
+            figures["scatter"] = (report.scatters, scatter_png(results, failed, vmin, vmax))
+        for kind, (written, png) in figures.items():
             if png is not None:
-                written[dataset_id] = out_dir / f"{kind}-{name}.png"
+                written[dataset_id] = out_dir / f"{kind}-{results[0].key.dataset_name}.png"
                 _write(written[dataset_id], png)
+    report.aggregates, report.aggregate_verdict = across_datasets(report.by_dataset, reps, seed)
     _write(report.csv_path, to_csv(report.results).encode())
     _write(report.markdown_path, _markdown(report).encode())
     return report

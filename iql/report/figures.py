@@ -1,4 +1,5 @@
-"""The report's figures for one dataset: a τ×β heatmap of the final score and learning curves per configuration.
+"""The report's figures for one dataset: a τ×β heatmap of the final score, learning curves per configuration and the
+IQM intervals of the configurations (the τ–β scatter of a search is in ``iql.report.search``).
 
 Figures are built on matplotlib's object API with the Agg canvas (no pyplot, no display, no global state) and
 returned as PNG bytes.
@@ -12,23 +13,25 @@ from collections import defaultdict
 
 import numpy as np
 from matplotlib import colormaps
+from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
-from iql.report.table import ConfigResult, best_result, format_mean_std, mean_std
+from iql.report.table import ConfigResult, format_mean_std, mean_std
 
-METRIC_LABELS = {"normalized_score": "normalized score", "return_mean": "return"}
+METRIC_LABELS = {"normalized_score": "normalized score", "return_mean": "return", "success_rate": "success rate (%)"}
+MAX_INTERVALS = 15  # configurations drawn in the interval figure (the highest IQMs, plus baselines)
 
 
-def _png(figure: Figure) -> bytes:
+def png(figure: Figure) -> bytes:
     FigureCanvasAgg(figure)
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=120, bbox_inches="tight")
     return buffer.getvalue()
 
 
-def _baseline_text(results: list[ConfigResult]) -> str:
+def baseline_text(results: list[ConfigResult]) -> str:
     """``BC 5.0 ± 0.3 (n=2)`` for the non-IQL configurations, to quote beside the IQL grid."""
     parts = [
         f"{result.key.label.upper()} {format_mean_std(*result.final)} (n={len(result.seeds)})"
@@ -38,9 +41,16 @@ def _baseline_text(results: list[ConfigResult]) -> str:
     return "; ".join(parts)
 
 
-def heatmap_png(results: list[ConfigResult]) -> bytes | None:
+def heatmap_png(
+    results: list[ConfigResult],
+    winner: ConfigResult | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> bytes | None:
     """τ (rows) × β (columns) of one dataset's IQL runs, coloured by the mean final score over finished seeds and
-    annotated with mean ± std and the seed count; the best cell is outlined. None when there is no IQL run."""
+    annotated with mean ± std and the seed count. Only a ``winner`` (a configuration whose interval separates it
+    from the rest) is outlined. The colour range is the data's unless ``vmin``/``vmax`` fix it (so that a 3-point
+    spread does not look like a landscape). None when there is no IQL run."""
     grid = {(r.key.expectile, r.key.beta): r for r in results if r.key.expectile is not None and r.key.beta is not None}
     if not grid:
         return None
@@ -56,7 +66,8 @@ def heatmap_png(results: list[ConfigResult]) -> bytes | None:
     cmap = colormaps["viridis"].with_extremes(bad="0.85")
     finite = means[np.isfinite(means)]
     low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    if low == high:
+    low, high = low if vmin is None else vmin, high if vmax is None else vmax
+    if low >= high:
         low, high = low - 1.0, high + 1.0
     image = axes.imshow(np.ma.masked_invalid(means), cmap=cmap, vmin=low, vmax=high, origin="lower", aspect="auto")
     colorbar = figure.colorbar(image, ax=axes)
@@ -66,7 +77,6 @@ def heatmap_png(results: list[ConfigResult]) -> bytes | None:
     axes.set_yticks(range(len(taus)), [f"{tau:g}" for tau in taus])
     axes.set_xlabel("β (inverse temperature)")
     axes.set_ylabel("τ (expectile)")
-    winner = best_result(list(grid.values()))
     for row, tau in enumerate(taus):
         for col, beta in enumerate(betas):
             if (tau, beta) not in grid:
@@ -80,16 +90,17 @@ def heatmap_png(results: list[ConfigResult]) -> bytes | None:
             spread = "" if math.isnan(std) else f"\n± {std:.1f}"
             unfinished = f" (+{len(result.incomplete)} incomplete)" if result.incomplete else ""
             text = f"{mean:.1f}{spread}\nn={len(result.seeds)}{unfinished}"
-            colour = "black" if (mean - low) / (high - low) > 0.55 else "white"
+            colour = "black" if (min(max(mean, low), high) - low) / (high - low) > 0.55 else "white"
         axes.text(col, row, text, ha="center", va="center", color=colour, fontsize=9)
         if result is winner:
             axes.add_patch(Rectangle((col - 0.48, row - 0.48), 0.96, 0.96, fill=False, edgecolor="red", linewidth=2.5))
 
     dataset = next(iter(grid.values())).key.dataset_name
     title = f"{dataset}: final {metric}, mean ± std over seeds"
-    baseline = _baseline_text(results)
-    axes.set_title(f"{title}\n{baseline}; best outlined" if baseline else f"{title}\nbest outlined", fontsize=10)
-    return _png(figure)
+    baseline = baseline_text(results)
+    verdict = "winner outlined" if winner is not None and winner in grid.values() else "no winner: intervals overlap"
+    axes.set_title(f"{title}\n{baseline}; {verdict}" if baseline else f"{title}\n{verdict}", fontsize=10)
+    return png(figure)
 
 
 def mean_curve(result: ConfigResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -103,41 +114,93 @@ def mean_curve(result: ConfigResult) -> tuple[np.ndarray, np.ndarray, np.ndarray
     return np.array(steps), np.array([m for m, _ in stats]), np.array([s for _, s in stats])
 
 
-def curves_png(results: list[ConfigResult]) -> bytes | None:
+def _baseline_band(axes: Axes, result: ConfigResult) -> None:
+    """A non-IQL baseline (BC) across a panel: its mean final score as a dashed line, ± one std as a band."""
+    mean, std = result.final
+    if math.isnan(mean):
+        return
+    label = f"{result.key.label.upper()} final {format_mean_std(mean, std)} (n={len(result.seeds)})"
+    axes.axhline(mean, color="0.2", linestyle="--", linewidth=1.2, label=label)
+    if not math.isnan(std):
+        axes.axhspan(mean - std, mean + std, color="0.2", alpha=0.1)
+
+
+def curves_png(results: list[ConfigResult], only: list[ConfigResult] | None = None) -> bytes | None:
     """Evaluation score against gradient step for one dataset: a panel per τ with a line per β (mean over seeds,
-    band ± one std), and the non-IQL baselines dashed in every panel. None when no run has evaluated yet."""
+    band ± one std), or one panel of the ``only`` configurations (a search's best trials); the non-IQL baselines
+    (BC) as a horizontal line at their final score with a ± std band in every panel. None when no run has
+    evaluated yet."""
     if not any(run.curve.steps for result in results for run in result.runs):
         return None
-    iql = [r for r in results if r.key.expectile is not None]
     baselines = [r for r in results if r.key.expectile is None]
-    taus: list[float | None] = [*sorted({r.key.expectile for r in iql if r.key.expectile is not None})] or [None]
+    iql = [r for r in (only if only is not None else results) if r.key.expectile is not None]
+    taus: list[float | None] = (
+        [None]
+        if only is not None
+        else [*sorted({r.key.expectile for r in iql if r.key.expectile is not None})] or [None]
+    )
     betas = sorted({r.key.beta for r in iql if r.key.beta is not None})
-    colours = colormaps["plasma"](np.linspace(0.0, 0.85, max(len(betas), 1)))
+    colours = colormaps["plasma"](np.linspace(0.0, 0.85, max(len(iql) if only is not None else len(betas), 1)))
     metric = METRIC_LABELS.get(results[0].metric, "score")
 
     figure = Figure(figsize=(4.2 * len(taus) + 1.0, 3.6), layout="constrained")
     panels = figure.subplots(1, len(taus), sharey=True, squeeze=False)[0]
     for axes, tau in zip(panels, taus, strict=True):
-        lines = [
-            (r, colours[betas.index(r.key.beta or 0.0)], "-", f"β={r.key.beta:g}")
-            for r in iql
-            if r.key.expectile == tau
-        ]
-        lines += [(r, "0.2", "--", r.key.label.upper()) for r in baselines]
-        for result, colour, style, label in lines:
+        if only is not None:
+            lines = [(r, colours[i], f"#{i + 1} τ={r.key.expectile:g} β={r.key.beta:.3g}") for i, r in enumerate(iql)]
+        else:
+            lines = [
+                (r, colours[betas.index(r.key.beta or 0.0)], f"β={r.key.beta:g}") for r in iql if r.key.expectile == tau
+            ]
+        for result, colour, label in lines:
             steps, mean, std = mean_curve(result)
             if steps.size == 0:
                 continue
             n = sum(1 for run in result.runs if run.curve.steps)
-            axes.plot(steps, mean, style, color=colour, marker="o", markersize=3, label=f"{label} (n={n})")
+            axes.plot(steps, mean, "-", color=colour, marker="o", markersize=3, label=f"{label} (n={n})")
             band = np.isfinite(std)
             if band.any():
-                alpha = 0.2 if style == "-" else 0.08
-                axes.fill_between(steps[band], (mean - std)[band], (mean + std)[band], color=colour, alpha=alpha)
-        axes.set_title(f"τ={tau:g}" if tau is not None else results[0].key.dataset_name)
+                axes.fill_between(steps[band], (mean - std)[band], (mean + std)[band], color=colour, alpha=0.2)
+        for baseline in baselines:
+            _baseline_band(axes, baseline)
+        if only is not None:
+            axes.set_title(f"{results[0].key.dataset_name}: best {len(iql)} trials")
+        else:
+            axes.set_title(f"τ={tau:g}" if tau is not None else results[0].key.dataset_name)
         axes.set_xlabel("gradient step")
         axes.grid(alpha=0.3)
-        axes.legend(fontsize=8)
+        axes.legend(fontsize=7)
     panels[0].set_ylabel(f"evaluation {metric}")
     figure.suptitle(f"{results[0].key.dataset_name}: learning curves, mean ± std over seeds")
-    return _png(figure)
+    return png(figure)
+
+
+def intervals_png(results: list[ConfigResult]) -> bytes | None:
+    """The IQM of the final score with its stratified-bootstrap 95% interval, one bar per configuration with two
+    seeds or more (the highest ``MAX_INTERVALS`` IQMs and every baseline), best at the top. None when no
+    configuration has an interval."""
+    with_stats = [r for r in results if r.stats is not None]
+    if not with_stats:
+        return None
+    iql = sorted((r for r in with_stats if r.key.expectile is not None), key=lambda r: r.score, reverse=True)
+    shown = sorted(iql[:MAX_INTERVALS] + [r for r in with_stats if r.key.expectile is None], key=lambda r: r.score)
+    metric = METRIC_LABELS.get(results[0].metric, "score")
+    figure = Figure(figsize=(6.4, 1.2 + 0.32 * len(shown)), layout="constrained")
+    axes = figure.add_subplot()
+    for row, result in enumerate(shown):
+        assert result.stats is not None
+        iqm, mean = result.stats.iqm, result.stats.mean
+        colour = "0.45" if result.key.expectile is None else "tab:blue"
+        axes.barh(row, iqm.high - iqm.low, left=iqm.low, height=0.6, color=colour, alpha=0.6)
+        axes.vlines(iqm.point, row - 0.3, row + 0.3, color="black")
+        axes.plot([mean.point], [row], marker="d", color="tab:orange", markersize=4)
+    axes.set_yticks(range(len(shown)), [f"{r.key.label} (n={len(r.seeds)})" for r in shown], fontsize=8)
+    axes.set_xlabel(f"final {metric}")
+    axes.grid(alpha=0.3, axis="x")
+    hidden = len(iql) - min(len(iql), MAX_INTERVALS)
+    more = f"; {hidden} lower configurations not drawn" if hidden else ""
+    axes.set_title(
+        f"{results[0].key.dataset_name}: IQM (black) with 95% stratified-bootstrap CI (bar), mean (◆){more}",
+        fontsize=9,
+    )
+    return png(figure)

@@ -18,6 +18,8 @@ from iql.errors import ReportError
 from iql.logging import METRICS_FILE, SUMMARY_FILE, changes_learning, format_value, read_metrics, short_dataset
 
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+ERROR_FILE = "error.txt"  # launch.py writes the error a run failed with here
+SCORES_OF_RECORD = ("success_rate", "normalized_score", "return_mean")  # first present wins, unless the summary says
 _MARKERS = (SUMMARY_FILE, METRICS_FILE, str(HYDRA_CONFIG))
 _NOT_RUNS = {"wandb", ".submitit", ".hydra"}  # folders that never hold run dirs of their own
 
@@ -58,7 +60,7 @@ class RunRecord:
     run_dir: Path
     key: ConfigKey
     seed: int
-    metric: str  # normalized_score (Minari-normalised, %) | return_mean (dataset without reference scores)
+    metric: str  # score of record: success_rate (%) | normalized_score (Minari-normalised, %) | return_mean
     final_score: float | None  # score of the last evaluation
     best_score: float | None  # best score over the run's evaluations
     curve: Curve
@@ -67,10 +69,16 @@ class RunRecord:
     sweep: str | None
     project: str | None  # logger.project
     learning_config: frozenset[str]  # ``key=value`` entries that change what is learned, seed excluded
+    error: str | None = None  # the error the run failed with (error.txt), if launch.py recorded one
 
     @property
     def finished(self) -> bool:
         return self.final_score is not None
+
+    @property
+    def failed_at_start(self) -> bool:
+        """Unfinished and no step logged: it failed before training (a bad config value, say) or never started."""
+        return not self.finished and self.last_step is None
 
     @property
     def progress(self) -> str:
@@ -179,12 +187,9 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
         return UnreadableRun(run_dir, f"{state} and no readable {HYDRA_CONFIG}: its τ, β and seed are unknown")
     key, seed = identity
     rows = read_metrics(run_dir / METRICS_FILE)
-    if summary is not None:
-        metric = "normalized_score" if summary.get("normalized_score") is not None else "return_mean"
-    else:
-        metric = "normalized_score" if any("eval/normalized_score" in row for row in rows) else "return_mean"
-    evals = [(int(row["step"]), float(row[f"eval/{metric}"])) for row in rows if f"eval/{metric}" in row]
-    best_key = "best_normalized_score" if metric == "normalized_score" else "best_return_mean"
+    metric = score_of_record(summary, rows)
+    evals = [(int(row["step"]), float(row[f"eval/{metric}"])) for row in rows if row.get(f"eval/{metric}") is not None]
+    best_key = f"best_{metric}"
     logger, train = _section(config, "logger"), _section(config, "train")
     ignored = ("overrides=",) + (() if key.expectile is not None else ("algorithm.expectile=", "algorithm.beta="))
     learning = {entry for entry in _flatten(config) if changes_learning(entry) and not entry.startswith(ignored)}
@@ -201,4 +206,23 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
         sweep=summary.get("sweep") if summary else None,
         project=logger.get("project"),
         learning_config=frozenset(learning),
+        error=_read_error(run_dir) if summary is None else None,
     )
+
+
+def score_of_record(summary: dict[str, Any] | None, rows: list[dict[str, Any]]) -> str:
+    """The metric a run is judged by: ``summary["score_of_record"]`` when the run names one, else the first of
+    success rate, normalized score and return that it holds (in its summary, or in its eval rows while unfinished)."""
+    if summary is not None:
+        if summary.get("score_of_record") in SCORES_OF_RECORD:
+            return str(summary["score_of_record"])
+        return next((name for name in SCORES_OF_RECORD if summary.get(name) is not None), "return_mean")
+    logged = {key for row in rows for key, value in row.items() if value is not None}
+    return next((name for name in SCORES_OF_RECORD if f"eval/{name}" in logged), "return_mean")
+
+
+def _read_error(run_dir: Path) -> str | None:
+    try:
+        return (run_dir / ERROR_FILE).read_text().strip() or None
+    except OSError:
+        return None

@@ -12,7 +12,7 @@ from iql.config import LoggerConfig
 from iql.errors import ReportError
 from iql.logging import init_wandb_run, resolve_wandb_mode
 from iql.report.build import Report
-from iql.report.table import CSV_COLUMNS, best_result, table_rows
+from iql.report.table import CSV_COLUMNS, table_rows
 
 DEFAULT_PROJECT = "iql"
 
@@ -50,19 +50,21 @@ def log_report(report: Report, project: str | None = None, entity: str | None = 
     import wandb
 
     try:
-        images = {f"heatmap/{path.stem.removeprefix('heatmap-')}": path for path in report.heatmaps.values()}
-        images |= {f"curves/{path.stem.removeprefix('curves-')}": path for path in report.curves.values()}
+        figures = (report.heatmaps, report.scatters, report.intervals, report.curves)
+        images = {path.stem.replace("-", "/", 1): path for kind in figures for path in kind.values()}
         run.log(
             {
                 "table": wandb.Table(columns=list(CSV_COLUMNS), data=table_rows(report.results)),
                 **{key: wandb.Image(str(path)) for key, path in images.items()},
             }
         )
-        for results in report.by_dataset.values():
-            winner = best_result(results)
+        for comparison in report.comparisons.values():
+            name = comparison.results[0].key.dataset_name
+            winner = comparison.winner
+            run.summary[f"winner/{name}"] = winner.key.label if winner is not None else "none"
+            run.summary[f"verdict/{name}"] = comparison.reason
             if winner is not None:
-                run.summary[f"best/{winner.key.dataset_name}"] = winner.key.label
-                run.summary[f"best_final_mean/{winner.key.dataset_name}"] = winner.final[0]
+                run.summary[f"winner_final_mean/{name}"] = winner.final[0]
         return str(run.url or Path(run.dir).parent)
     finally:
         run.finish()
