@@ -5,8 +5,9 @@
     python launch.py algorithm.expectile=0.9 algorithm.beta=10 seed=1
     python launch.py -m algorithm.expectile=0.5,0.7,0.9 hardware=local_parallel
 
-This is the only module that sees Hydra or OmegaConf. Errors a user can fix are printed as one paragraph and
-exit with code 2; ``HYDRA_FULL_ERROR=1`` shows the traceback.
+This is the only module that sees Hydra or OmegaConf. Errors a user can fix, Hydra's own override and composition
+errors included, are printed as one paragraph and exit with code 2; ``HYDRA_FULL_ERROR=1`` shows the traceback.
+A multirun ends with a table of its jobs (``iql.sweep_table``) and the command that compares them.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -21,16 +23,27 @@ from typing import Any
 import hydra
 from hydra.core.config_store import ConfigStore
 from hydra.core.hydra_config import HydraConfig
+from hydra.errors import ConfigCompositionException, HydraException, MissingConfigException, OverrideParseException
 from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from iql.config import RunConfig, unknown_keys
-from iql.errors import ConfigError, IQLError, TrainingDivergedError
+from iql.errors import ConfigError, Interrupted, IQLError, TrainingDivergedError
+from iql.suggest import describe_key, suggest_keys, suggest_options
+from iql.sweep_table import sweep_table
 
 ConfigStore.instance().store(name="run_schema", node=RunConfig)
 log = logging.getLogger("launch")
+# Hydra prints its own errors and exits 1 unless HYDRA_FULL_ERROR=1, so __main__ sets that to receive them and
+# keeps the user's own choice here (jobs started by a launcher inherit it).
+SHOW_TRACEBACK = "IQL_SHOW_TRACEBACK"
+STARTED_SWEEPS: list[Path] = []  # sweep dirs of the multiruns this process started (SweepStarted)
+
+
+def show_traceback() -> bool:
+    return os.environ.get(SHOW_TRACEBACK) == "1"
 
 
 def to_run_config(cfg: DictConfig, overrides: list[str]) -> RunConfig:
@@ -40,8 +53,8 @@ def to_run_config(cfg: DictConfig, overrides: list[str]) -> RunConfig:
     unknown = unknown_keys({str(k): v for k, v in values.items()})
     if unknown:
         raise ConfigError(
-            f"Unknown config key(s): {', '.join(unknown)}. Check the spelling against `python launch.py --cfg job` "
-            "(or the dataclasses in iql/config.py) and drop the '+' that force-added them."
+            f"Unknown config key(s): {', '.join(unknown)}.{did_you_mean(unknown[0])} Drop the '+' that force-added "
+            "them; `python launch.py --cfg job` prints every key (documented in iql/config.py)."
         )
     try:
         run_config = OmegaConf.to_object(cfg)
@@ -83,12 +96,48 @@ def record_error(run_dir: Path, error: Exception) -> None:
         pass
 
 
-class CreateSweepDir(Callback):
+class SweepStarted(Callback):
     """Creates the sweep dir when a multirun starts, before the sweeper opens anything in it (the Optuna study's
-    ``sqlite:///<sweep dir>/optuna.db``); Hydra's launchers create it only when the first batch starts."""
+    ``sqlite:///<sweep dir>/optuna.db``; Hydra's launchers create it only when the first batch starts), and notes
+    it, so that the end of the multirun can print its jobs' table."""
 
     def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        Path(str(config.hydra.sweep.dir)).mkdir(parents=True, exist_ok=True)
+        sweep_dir = Path(str(config.hydra.sweep.dir))
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        STARTED_SWEEPS.append(sweep_dir)
+
+
+def did_you_mean(key: str) -> str:
+    """`` Did you mean algorithm.expectile (τ, the expectile)?`` for a mistyped key, or nothing."""
+    keys = suggest_keys(key)
+    return f" Did you mean {' or '.join(describe_key(k) for k in keys)}?" if keys else ""
+
+
+def hydra_error_message(error: HydraException) -> str:
+    """One paragraph for Hydra's own override and composition errors, with the closest valid keys or options."""
+    text = str(error).strip()
+    if isinstance(error, MissingConfigException) and error.missing_cfg_file and error.options:
+        group, _, option = error.missing_cfg_file.rpartition("/")
+        close = suggest_options(option, list(error.options))
+        hint = f" Did you mean {group}={' or '.join(close)}?" if close else ""
+        return (
+            f"{group}={option} is not an option of the config group '{group}'.{hint} Options: "
+            f"{', '.join(sorted(error.options))}."
+        )
+    overridden = re.match(r"Could not (?:override|append to) '([^']+)'", text)
+    if overridden:
+        key = overridden.group(1)
+        return (
+            f"{key} is not a config key.{did_you_mean(key)} `python launch.py --cfg job` prints every key "
+            "(documented in iql/config.py); a '+' prefix does not help, the schema rejects keys it does not know."
+        )
+    if isinstance(error, OverrideParseException):
+        return f"Could not parse the command line: {text.splitlines()[0]}. Overrides are key=value, e.g. seed=1."
+    cause = error.__cause__
+    detail = f" ({str(cause).strip().splitlines()[0]})" if cause is not None and str(cause).strip() else ""
+    if isinstance(error, ConfigCompositionException) and text.startswith("Error merging override"):
+        return f"{text[len('Error merging ') :]} does not fit the schema{detail}. See iql/config.py for its type."
+    return f"{text.splitlines()[0]}{detail}"
 
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
@@ -107,13 +156,21 @@ def main(cfg: DictConfig) -> float | None:
 
         summary = run(run_config, run_dir)
         score = objective(summary) if in_optuna_study(hydra_cfg) else None
+    except Interrupted as stop:
+        print(stop, file=sys.stderr)
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            raise KeyboardInterrupt from stop  # stop the whole sweep, not only this job
+        sys.exit(stop.exit_code)
     except IQLError as error:
         record_error(run_dir, error)
-        if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        if hydra_cfg.mode == RunMode.MULTIRUN:
+            # the launcher marks this job failed and runs the others (an Optuna study goes on too); the table at
+            # the end names it, and its launch.log holds the message
+            log.error("%s", error)
+            raise
+        if show_traceback():
             raise
         print(f"Error: {error}", file=sys.stderr)
-        if in_optuna_study(hydra_cfg):
-            raise  # the sweeper marks the trial failed and goes on (max_failure_rate); sys.exit would end the study
         sys.exit(2)
     metric = next(name for name in (summary.get("score_of_record"), "normalized_score", "return_mean") if name)
     if summary.get(metric) is None:
@@ -144,7 +201,21 @@ def unwritable_output_dir(argv: list[str]) -> str | None:
     return None
 
 
-if __name__ == "__main__":
+def print_sweep_tables() -> int:
+    """Print the table of every multirun this process started; the number of its jobs that did not finish."""
+    unfinished = 0
+    for sweep_dir in STARTED_SWEEPS:
+        table, failed = sweep_table(sweep_dir)
+        print(table, file=sys.stderr)
+        unfinished += failed
+    return unfinished
+
+
+def entry_point() -> int:
+    """Run Hydra's ``main`` and turn what it raises into one paragraph and an exit code (0, or 2 for an error)."""
+    if os.environ.get("HYDRA_FULL_ERROR") == "1":
+        os.environ[SHOW_TRACEBACK] = "1"
+    os.environ["HYDRA_FULL_ERROR"] = "1"  # Hydra re-raises instead of printing and exiting 1
     bad_dir = unwritable_output_dir(sys.argv[1:])
     if bad_dir is not None:
         print(
@@ -152,5 +223,32 @@ if __name__ == "__main__":
             "hydra.sweep.dir for -m) to a folder you can write to, or start from a writable working directory.",
             file=sys.stderr,
         )
-        sys.exit(2)
-    main()
+        return 2
+    try:
+        main()
+    except KeyboardInterrupt:
+        print_sweep_tables()
+        print("Interrupted.", file=sys.stderr)
+        return 130
+    except (HydraException, IQLError) as error:
+        unfinished = print_sweep_tables()
+        if show_traceback():
+            raise
+        message = hydra_error_message(error) if isinstance(error, HydraException) else str(error)
+        if unfinished:
+            message = (
+                f"{unfinished} job(s) of the multirun did not finish (the table above names their logs): {message}"
+            )
+        print(f"Error: {message}", file=sys.stderr)
+        return 2
+    except Exception:
+        if not STARTED_SWEEPS or print_sweep_tables() == 0 or show_traceback():
+            raise  # not a failed job: a bug, shown in full
+        print("Error: job(s) of the multirun failed; the table above names their logs.", file=sys.stderr)
+        return 2
+    print_sweep_tables()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(entry_point())

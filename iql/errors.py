@@ -31,3 +31,11 @@ class TrainingDivergedError(IQLError):
 
 class ReportError(IQLError):
     """The paths given to ``python -m iql.report`` hold no readable runs, or the report could not be written."""
+
+
+class Interrupted(Exception):
+    """Training stopped on a signal (Ctrl-C, SIGTERM) after writing a checkpoint; the message says how to resume."""
+
+    def __init__(self, message: str, signum: int) -> None:
+        super().__init__(message)
+        self.exit_code = 128 + signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM

@@ -9,9 +9,12 @@ as an uninterrupted run); ``metrics.jsonl`` rows written after that checkpoint a
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
 import os
 import random
+import shlex
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -26,13 +29,34 @@ from iql.data import DeviceSampler, PreparedData, prepare
 from iql.errors import ConfigError, TrainingDivergedError
 from iql.evaluation import EvalResult, evaluate
 from iql.hardware import keep_freed_memory, resolve_device, thread_count
+from iql.interrupt import StopOnSignal
 from iql.learner import make_learner
-from iql.logging import RunLogger
+from iql.logging import SUMMARY_FILE, RunLogger, short_dataset
 
 log = logging.getLogger(__name__)
 
 # config sections whose change makes an existing checkpoint belong to a different experiment
 _IDENTITY_SECTIONS = ("algorithm", "network", "dataset", "seed")
+
+
+LOSS_LABELS = {"value_loss": "V", "critic_loss": "Q", "actor_loss": "π"}  # loss names on the progress bar
+
+
+def evaluation_headline(result: EvalResult) -> str:
+    """The last evaluation as the progress bar shows it: ``score 97.1`` (or ``return -144.2``)."""
+    score = result.normalized_score
+    return f"score {score:.1f}" if score is not None else f"return {result.return_mean:.1f}"
+
+
+def describe_evaluation(result: EvalResult, best_score: float | None) -> str:
+    """One ``launch.log`` line per evaluation: score (and the best so far), return ± std, episodes."""
+    parts = []
+    if result.normalized_score is not None:
+        best = f" (best {best_score:.1f})" if best_score is not None else ""
+        parts.append(f"normalized score {result.normalized_score:.1f}{best}")
+    parts.append(f"return {result.return_mean:.1f} ± {float(result.returns.std()):.1f}")
+    parts.append(f"{len(result.returns)} episodes of {float(result.lengths.mean()):.0f} steps on average")
+    return ", ".join(parts)
 
 
 def seed_everything(seed: int) -> None:
@@ -48,17 +72,34 @@ def _identity(cfg: RunConfig) -> dict[str, Any]:
     return identity
 
 
-def _check_same_experiment(saved: dict[str, Any], cfg: RunConfig, run_dir: Path) -> None:
-    current = _identity(cfg)
-    diffs = [
-        f"{section}: checkpoint {saved.get(section)!r} vs now {current[section]!r}"
-        for section in current
-        if saved.get(section) != current[section]
+def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_same_experiment(saved: dict[str, Any], saved_step: int, cfg: RunConfig, run_dir: Path) -> None:
+    """Refuse to continue a checkpoint of another configuration, naming the keys that differ. ``train.steps`` may
+    grow (the run is extended), never fall below the checkpoint's step."""
+    before, now = _flatten(saved), _flatten(_identity(cfg))
+    changed = [
+        f"{key}: {before.get(key, '(unset)')!r} → {now.get(key, '(unset)')!r}"
+        for key in sorted(before.keys() | now.keys())
+        if key != "train.steps" and before.get(key) != now.get(key)
     ]
-    if diffs:
+    if changed:
         raise ConfigError(
-            f"The run dir {run_dir} holds a checkpoint of a different configuration ({'; '.join(diffs)}). "
-            "Resume with the original overrides, or start in a new directory (hydra.run.dir=...)."
+            f"The run dir {run_dir} holds a checkpoint of a different configuration: {'; '.join(changed)}. Resume "
+            "with the original values, or start in a new directory (hydra.run.dir=...)."
+        )
+    if cfg.train.steps < saved_step:
+        raise ConfigError(
+            f"train.steps={cfg.train.steps} is below the step of the checkpoint in {run_dir} ({saved_step}). "
+            f"Use train.steps ≥ {saved_step} to continue it, or start in a new directory (hydra.run.dir=...)."
         )
 
 
@@ -120,17 +161,34 @@ class Experiment:
         self.last_eval: EvalResult | None = None
         self.resumed_from: list[int] = []  # steps at which earlier attempts of this run were continued
         wandb_id = None
+        self.extended_from: list[int] = []  # train.steps of earlier attempts that this run extends
         saved = checkpoint.load_latest(run_dir)
         if saved is not None:
-            _check_same_experiment(saved["identity"], cfg, run_dir)
+            _check_same_experiment(saved["identity"], int(saved["step"]), cfg, run_dir)
             self.learner.load_state_dict(saved["learner"])
             self.sampler.load_state_dict(saved["sampler"])
             checkpoint.set_rng_state(saved["rng"])
             self.elapsed_before = float(saved["elapsed_s"])
             self.best_score, self.best_return = saved["best_score"], saved["best_return"]
             self.resumed_from = [*saved.get("resumed_from", []), self.learner.step]
+            self.extended_from = list(saved.get("extended_from", []))
+            saved_steps = int(saved["identity"]["train"]["steps"])
+            if saved_steps != cfg.train.steps:
+                self.extended_from.append(saved_steps)
+                self.learner.restart_actor_schedule()
+                log.warning(
+                    "extending %s from train.steps=%d to %d: the actor's cosine learning-rate schedule is stretched "
+                    "over the new length, so at step %d its lr rises from %.3g to %.3g and decays to 0 at step %d",
+                    run_dir,
+                    saved_steps,
+                    cfg.train.steps,
+                    self.learner.step,
+                    saved["learner"]["actor_optimizer"]["param_groups"][0]["lr"],
+                    self.learner.actor_optimizer.param_groups[0]["lr"],
+                    cfg.train.steps,
+                )
             wandb_id = saved.get("wandb_id")
-            log.info("resuming %s from step %d", run_dir, self.learner.step)
+            log.info("resuming %s from step %d of %d", run_dir, self.learner.step, cfg.train.steps)
         self.logger = RunLogger(run_dir, cfg, wandb_id=wandb_id, resume_step=self.learner.step)
         if self.data.ref_min_score is None or self.data.ref_max_score is None:
             log.warning(
@@ -170,6 +228,7 @@ class Experiment:
             "best_return": self.best_return,
             "wandb_id": self.logger.wandb_id,
             "resumed_from": self.resumed_from,
+            "extended_from": self.extended_from,
         }
         checkpoint.save(self.run_dir, state)
 
@@ -181,11 +240,11 @@ class Experiment:
         sums: dict[str, torch.Tensor] = {}
         rows = 0
         first_bad = torch.tensor(-1, device=self.device)  # first step with a non-finite loss, tracked on device
-        postfix: dict[str, str] = {}
+        losses_shown = ""  # the progress bar shows the step, steps/s and the last evaluation first, then losses
         bar = tqdm(
             total=train.steps,
             initial=first_step,
-            desc=f"{cfg.algorithm.name} {cfg.dataset.id}",
+            desc=f"{cfg.algorithm.name} {short_dataset(cfg.dataset.id)}",
             unit="step",
             disable=not self.progress,
             mininterval=1.0 if os.isatty(2) else 30.0,
@@ -193,40 +252,51 @@ class Experiment:
         )
         tick = time.perf_counter()
         try:
-            for step in range(first_step + 1, train.steps + 1):
-                metrics = self.learner.update(self.sampler.sample(train.batch_size))
-                for key, value in metrics.items():
-                    sums[key] = sums[key] + value if key in sums else value.clone()
-                rows += 1
-                loss_total = torch.stack([v for k, v in metrics.items() if k.endswith("_loss")]).sum()
-                first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss_total), step, first_bad)
-                bar.update()
-                is_last = step == train.steps
-                if step % train.log_every and step % train.eval_every and step % train.checkpoint_every and not is_last:
-                    continue
-                # a host sync happens only below, at logging, evaluation and checkpoint steps
-                train_time += time.perf_counter() - tick
-                self._raise_if_diverged(int(first_bad), step)
-                row: dict[str, float] = {}
-                if step % train.log_every == 0 or is_last:
-                    means = torch.stack(list(sums.values())).div(rows).tolist()
-                    row.update({f"train/{k}": v for k, v in zip(sums, means, strict=True)})
-                    row["train/actor_lr"] = float(self.learner.actor_scheduler.get_last_lr()[0])
-                    row["train/steps_per_s"] = (step - first_step) / max(train_time, 1e-9)
-                    sums, rows = {}, 0
-                    postfix.update({k.split("/")[1]: f"{v:.3g}" for k, v in row.items() if k.endswith("_loss")})
-                if step % train.eval_every == 0 or is_last:
-                    result = self.evaluate(step)
-                    row.update(result.metrics())
-                    score = result.normalized_score
-                    postfix["eval"] = f"{score:.1f}" if score is not None else f"R={result.return_mean:.1f}"
-                if row:
-                    row["time/wall_s"] = self.elapsed_before + time.perf_counter() - started
-                    self.logger.log(step, row)
-                    bar.set_postfix(postfix, refresh=False)
-                if step % train.checkpoint_every == 0 or is_last:
-                    self.save_checkpoint(started)
-                tick = time.perf_counter()
+            with StopOnSignal() as stop:
+                for step in range(first_step + 1, train.steps + 1):
+                    metrics = self.learner.update(self.sampler.sample(train.batch_size))
+                    for key, value in metrics.items():
+                        sums[key] = sums[key] + value if key in sums else value.clone()
+                    rows += 1
+                    loss_total = torch.stack([v for k, v in metrics.items() if k.endswith("_loss")]).sum()
+                    first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss_total), step, first_bad)
+                    bar.update()
+                    if stop.signum is not None:
+                        self._raise_if_diverged(int(first_bad), step)
+                        self.save_checkpoint(started)
+                        bar.close()
+                        stop.hand_over(self._stopped_message(stop.signum, step))
+                    is_last = step == train.steps
+                    if step % train.log_every and step % train.eval_every and step % train.checkpoint_every:
+                        if not is_last:
+                            continue
+                    # a host sync happens only below, at logging, evaluation and checkpoint steps
+                    train_time += time.perf_counter() - tick
+                    self._raise_if_diverged(int(first_bad), step)
+                    row: dict[str, float] = {}
+                    if step % train.log_every == 0 or is_last:
+                        means = torch.stack(list(sums.values())).div(rows).tolist()
+                        row.update({f"train/{k}": v for k, v in zip(sums, means, strict=True)})
+                        row["train/actor_lr"] = float(self.learner.actor_scheduler.get_last_lr()[0])
+                        row["train/steps_per_s"] = (step - first_step) / max(train_time, 1e-9)
+                        sums, rows = {}, 0
+                        losses_shown = " ".join(
+                            f"{LOSS_LABELS.get(k.removeprefix('train/'), k)} {v:.3g}"
+                            for k, v in row.items()
+                            if k.endswith("_loss")
+                        )
+                    if step % train.eval_every == 0 or is_last:
+                        result = self.evaluate(step)
+                        row.update(result.metrics())
+                        log.info("step %d/%d: %s", step, train.steps, describe_evaluation(result, self.best_score))
+                    if row:
+                        row["time/wall_s"] = self.elapsed_before + time.perf_counter() - started
+                        self.logger.log(step, row)
+                        shown = [evaluation_headline(self.last_eval)] if self.last_eval is not None else []
+                        bar.set_postfix_str(" | ".join(shown + [losses_shown]), refresh=False)
+                    if step % train.checkpoint_every == 0 or is_last:
+                        self.save_checkpoint(started)
+                    tick = time.perf_counter()
         finally:
             bar.close()
         if self.last_eval is None:  # resumed at the end: the last evaluation was not kept
@@ -242,8 +312,8 @@ class Experiment:
             "wall_time_s": self.elapsed_before + time.perf_counter() - started,
             "steps_per_s": trained / train_time if train_time > 0 else None,
             "algorithm": cfg.algorithm.name,
-            "expectile": cfg.algorithm.expectile,
-            "beta": cfg.algorithm.beta,
+            "expectile": cfg.algorithm.expectile if cfg.algorithm.name == "iql" else None,  # BC uses neither
+            "beta": cfg.algorithm.beta if cfg.algorithm.name == "iql" else None,
             "seed": cfg.seed,
             "dataset_id": cfg.dataset.id,
             "sweep": cfg.logger.sweep,
@@ -252,8 +322,17 @@ class Experiment:
             "eval_episodes": cfg.eval.episodes,
             "run_dir": str(self.run_dir),
             "resumed_from_steps": self.resumed_from,
+            "extended_from_steps": self.extended_from,  # train.steps of the runs this one continued to more steps
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         }
+
+    def _stopped_message(self, signum: int, step: int) -> str:
+        overrides = " ".join(shlex.quote(o) for o in self.cfg.overrides if not o.startswith("hydra.run.dir="))
+        resume = f"python launch.py {overrides} hydra.run.dir={shlex.quote(str(self.run_dir))}".replace("  ", " ")
+        return (
+            f"Stopped by {signal.Signals(signum).name} at step {step} of {self.cfg.train.steps}; checkpoint written "
+            f"to {self.run_dir / checkpoint.LATEST}. Resume with: {resume}"
+        )
 
     def _raise_if_diverged(self, first_bad: int, step: int) -> None:
         if first_bad < 0:
@@ -270,8 +349,31 @@ class Experiment:
         )
 
 
+def finished_summary(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
+    """The summary of the run in ``run_dir`` if it already trained ``cfg`` to ``train.steps`` (same configuration)."""
+    summary_path = run_dir / SUMMARY_FILE
+    if not summary_path.exists():
+        return None
+    saved = checkpoint.load_latest(run_dir)
+    if saved is None or int(saved["step"]) < cfg.train.steps:
+        return None
+    _check_same_experiment(saved["identity"], int(saved["step"]), cfg, run_dir)
+    summary: dict[str, Any] = json.loads(summary_path.read_text())
+    return summary
+
+
 def run(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
-    """Train and evaluate ``cfg`` in ``run_dir`` (resuming a checkpoint there); write and return the summary."""
+    """Train and evaluate ``cfg`` in ``run_dir`` (resuming a checkpoint there); write and return the summary.
+
+    A run dir whose run already reached ``train.steps`` is left as it is: its summary is returned."""
+    finished = finished_summary(validate(cfg), run_dir)
+    if finished is not None:
+        log.info(
+            "%s already holds this run, complete at step %d: nothing to do (raise train.steps to train it longer)",
+            run_dir,
+            cfg.train.steps,
+        )
+        return finished
     experiment = Experiment(cfg, run_dir, progress=progress)
     exit_code = 1
     try:

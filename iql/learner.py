@@ -115,6 +115,15 @@ class BCLearner:
         self.step += 1
         return metrics
 
+    def restart_actor_schedule(self) -> None:
+        """Set the actor's lr from its schedule at the current step (after loading a run that had another length:
+        the schedule's factor is a function of this learner's ``total_steps``)."""
+        scheduler = self.actor_scheduler
+        for group, base_lr, factor in zip(
+            self.actor_optimizer.param_groups, scheduler.base_lrs, scheduler.lr_lambdas, strict=True
+        ):
+            group["lr"] = base_lr * factor(scheduler.last_epoch)
+
     @torch.no_grad()
     def act(self, obs: Tensor) -> Tensor:
         """Deterministic evaluation action, (B, O) → (B, A), dropout off: the policy mean in [−1, 1], or the greedy

@@ -196,6 +196,19 @@ class RunLogger:
         mode = resolve_wandb_mode(cfg.logger)
         if mode != "disabled":
             self._start_wandb(cfg, mode)
+        if self._wandb is None:
+            log.info("W&B: disabled; metrics in %s", self.metrics_path)
+        else:
+            started = getattr(getattr(self._wandb, "settings", None), "mode", mode)  # offline after a failed online
+            url = f" ({self._wandb.url})" if started == "online" and getattr(self._wandb, "url", None) else ""
+            log.info(
+                "W&B: %s, run %r in group %r of project %r%s",
+                started,
+                run_name(cfg),
+                run_group(cfg),
+                cfg.logger.project,
+                url,
+            )
 
     def _truncate_metrics_after(self, step: int) -> int:
         """Drop rows written after the checkpoint we resume from, so ``step`` stays strictly increasing.
@@ -257,10 +270,15 @@ class RunLogger:
     def _finish_wandb(self, exit_code: int) -> None:
         run, self._wandb = self._wandb, None
         if run is not None:
+            offline = getattr(getattr(run, "settings", None), "mode", None) == "offline"
             try:
                 run.finish(exit_code=exit_code)
             except Exception as error:
                 log.warning("W&B finish failed (%s)", error)
+            if offline:
+                log.info(
+                    "W&B run saved offline; upload it with: wandb sync %s", self.run_dir / "wandb" / "offline-run-*"
+                )
 
     def finish(self, exit_code: int = 0) -> None:
         self._finish_wandb(exit_code)

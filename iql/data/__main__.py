@@ -8,10 +8,53 @@ python -m iql.data build all
 from __future__ import annotations
 
 import argparse
+import re
 import sys
+from pathlib import Path
 
 from iql.data import recipes
 from iql.errors import IQLError
+
+PRESETS = Path(__file__).resolve().parents[2] / "conf" / "dataset"  # in a checkout of the project
+
+
+def dataset_presets() -> dict[str, str]:
+    """Minari id → the ``dataset=<preset>`` that selects it, read from ``conf/dataset/*.yaml`` where present."""
+    found: dict[str, str] = {}
+    for path in sorted(PRESETS.glob("*.yaml")) if PRESETS.is_dir() else []:
+        match = re.search(r"^\s+id:\s*(\S+)", path.read_text(), re.MULTILINE)
+        if match:
+            found.setdefault(match.group(1), path.stem)
+    return found
+
+
+def list_datasets() -> None:
+    """Recipes (with their preset and Minari id, and whether built), then every dataset in the local folder."""
+    import minari
+
+    presets = dataset_presets()
+    print("Recipes (python -m iql.data build <recipe>; built on first use too):")
+    rows = [("recipe", "preset (dataset=…)", "Minari id", "state")]
+    for recipe in recipes.RECIPES.values():
+        state = "built" if recipes.dataset_exists(recipe.dataset_id) else "not built"
+        rows.append((recipe.name, presets.get(recipe.dataset_id, "-"), recipe.dataset_id, state))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  " + "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+    print(f"\nDatasets in {recipes.datasets_root()} ($MINARI_DATASETS_PATH):")
+    try:
+        local = minari.list_local_datasets()
+    except Exception as error:  # one broken folder must not hide the others' listing
+        print(f"  (could not list: {error})")
+        return
+    if not local:
+        print("  none")
+    for dataset_id, metadata in sorted(local.items()):
+        steps, episodes = metadata.get("total_steps", "?"), metadata.get("total_episodes", "?")
+        preset = presets.get(dataset_id)
+        print(
+            f"  {dataset_id:<40} {episodes:>6} episodes {steps:>9} steps" + (f"  (dataset={preset})" if preset else "")
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,10 +67,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     if args.command == "list":
-        print(f"datasets folder: {recipes.datasets_root()}")
-        for recipe in recipes.RECIPES.values():
-            state = "built" if recipes.dataset_exists(recipe.dataset_id) else "not built"
-            print(f"  {recipe.name:<26} {recipe.dataset_id:<34} {state:<10} {recipe.description}")
+        list_datasets()
         return 0
     names = list(recipes.RECIPES) if args.recipe == "all" else [args.recipe]
     for name in names:
