@@ -8,6 +8,7 @@ as an uninterrupted run); ``metrics.jsonl`` rows written after that checkpoint a
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -25,10 +26,11 @@ from tqdm.auto import tqdm
 
 from iql import checkpoint
 from iql.config import RunConfig, validate
+from iql.cpu_share import CpuShare
 from iql.data import DeviceSampler, PreparedData, prepare
 from iql.errors import ConfigError, TrainingDivergedError
 from iql.evaluation import EvalResult, evaluate
-from iql.hardware import keep_freed_memory, resolve_device, thread_count
+from iql.hardware import keep_freed_memory, resolve_device, shares_cores, thread_count
 from iql.interrupt import StopOnSignal
 from iql.learner import make_learner
 from iql.logging import SUMMARY_FILE, RunLogger, short_dataset
@@ -110,7 +112,7 @@ def _eval_seed(seed: int, step: int) -> int:
 class Experiment:
     """State of one run between start-up and summary; ``run`` below drives it."""
 
-    def __init__(self, cfg: RunConfig, run_dir: Path, progress: bool = True) -> None:
+    def __init__(self, cfg: RunConfig, run_dir: Path, progress: bool = True, cpu_share: CpuShare | None = None) -> None:
         self.cfg = validate(cfg)
         self.run_dir = run_dir
         self.progress = progress
@@ -125,7 +127,9 @@ class Experiment:
                 "hydra.sweep.dir) to a folder you can write to."
             ) from error
         self.device = resolve_device(cfg.hardware.device)
-        torch.set_num_threads(thread_count(cfg.hardware.threads, cfg.hardware.jobs_per_node))
+        self.cpu_share = cpu_share  # sets the threads when they are automatic (iql.cpu_share)
+        if cpu_share is None:
+            torch.set_num_threads(thread_count(cfg.hardware.threads, cfg.hardware.jobs_per_node))
         keep_freed_memory()
         torch.set_float32_matmul_precision(cfg.hardware.matmul_precision)
         seed_everything(cfg.seed)
@@ -254,6 +258,8 @@ class Experiment:
         try:
             with StopOnSignal() as stop:
                 for step in range(first_step + 1, train.steps + 1):
+                    if self.cpu_share is not None:
+                        self.cpu_share.maybe_refresh()
                     metrics = self.learner.update(self.sampler.sample(train.batch_size))
                     for key, value in metrics.items():
                         sums[key] = sums[key] + value if key in sums else value.clone()
@@ -374,12 +380,19 @@ def run(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
             cfg.train.steps,
         )
         return finished
-    experiment = Experiment(cfg, run_dir, progress=progress)
-    exit_code = 1
-    try:
-        summary = experiment.train()
-        experiment.logger.summary(summary)
-        exit_code = 0
-        return summary
-    finally:
-        experiment.logger.finish(exit_code)
+    hardware = cfg.hardware
+    cpu_share = (
+        CpuShare(thread_count(None), most=thread_count(None, hardware.jobs_per_node))
+        if shares_cores(hardware.threads)
+        else None
+    )
+    with cpu_share or contextlib.nullcontext():
+        experiment = Experiment(cfg, run_dir, progress=progress, cpu_share=cpu_share)
+        exit_code = 1
+        try:
+            summary = experiment.train()
+            experiment.logger.summary(summary)
+            exit_code = 0
+            return summary
+        finally:
+            experiment.logger.finish(exit_code)

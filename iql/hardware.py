@@ -32,6 +32,12 @@ def resolve_device(requested: str) -> torch.device:
     return device
 
 
+def shares_cores(requested: int | None) -> bool:
+    """Whether this run's threads follow the cores it shares with other runs (``iql.cpu_share``): only when they
+    are automatic and no scheduler assigned them (SLURM confines a job to its own cores)."""
+    return not requested and not os.environ.get("SLURM_CPUS_PER_TASK")
+
+
 def thread_count(requested: int | None, jobs_per_node: int = 1) -> int:
     """Torch threads for this job: explicit, else SLURM's CPUs per task, else the cores visible ÷ jobs sharing them."""
     if requested:
