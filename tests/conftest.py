@@ -79,6 +79,19 @@ def launch_and_kill_when(marker: Path, *overrides: str, run_dir: Path, timeout: 
     return process.wait()
 
 
+def kill_and_resume(args: list[str], tmp_path: Path) -> tuple[Path, Path]:
+    """Run ``args`` uninterrupted, and again SIGKILLed after its second checkpoint and relaunched to the end;
+    returns (the killed-and-resumed run dir, the reference run dir)."""
+    reference = tmp_path / "reference"
+    assert launch(*args, run_dir=reference).returncode == 0
+    interrupted = tmp_path / "interrupted"
+    exit_code = launch_and_kill_when(interrupted / "checkpoint.prev.pt", *args, run_dir=interrupted, timeout=120)
+    assert exit_code == -signal.SIGKILL, "the run finished before it could be killed"
+    result = launch(*args, run_dir=interrupted)
+    assert result.returncode == 0, result.stderr
+    return interrupted, reference
+
+
 def assert_same_final_weights(run_dir: Path, reference: Path) -> int:
     """The two runs' last checkpoints hold the same step and bit-identical networks; returns that step."""
     final = torch.load(run_dir / "checkpoint.pt", weights_only=False)

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import math
-import signal
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import assert_same_final_weights, launch, launch_and_kill_when, recorded_update, sweep_summaries
+from conftest import assert_same_final_weights, kill_and_resume, launch, recorded_update, sweep_summaries
 
 from iql.config import AlgorithmConfig, NetworkConfig
 from iql.data import recipes
@@ -189,12 +188,7 @@ def test_killed_discrete_run_resumes_to_identical_weights(tmp_path: Path, cartpo
         "train.eval_every=300",
         "train.checkpoint_every=100",
     ]
-    reference = tmp_path / "reference"
-    assert launch(*args, run_dir=reference).returncode == 0
-    interrupted = tmp_path / "interrupted"
-    exit_code = launch_and_kill_when(interrupted / "checkpoint.prev.pt", *args, run_dir=interrupted, timeout=120)
-    assert exit_code == -signal.SIGKILL, "the run finished before it could be killed"
-    assert launch(*args, run_dir=interrupted).returncode == 0
+    interrupted, reference = kill_and_resume(args, tmp_path)
     assert assert_same_final_weights(interrupted, reference) == 600
 
 

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import signal
 from pathlib import Path
 
 import pytest
-from conftest import assert_same_final_weights, launch, launch_and_kill_when
+from conftest import assert_same_final_weights, kill_and_resume, launch
 
 TINY = ["network.hidden_dims=[32,32]", "train.batch_size=64", "eval.episodes=2"]
 
@@ -77,15 +76,7 @@ def test_killed_run_resumes_to_identical_weights(tmp_path: Path, pendulum_datase
         "logger=none",
         "hardware.threads=1",
     ]
-    reference = tmp_path / "reference"
-    assert launch(*args, run_dir=reference).returncode == 0
-
-    interrupted = tmp_path / "interrupted"
-    exit_code = launch_and_kill_when(interrupted / "checkpoint.prev.pt", *args, run_dir=interrupted, timeout=120)
-    assert exit_code == -signal.SIGKILL, "the run finished before it could be killed"
-    result = launch(*args, run_dir=interrupted)
-    assert result.returncode == 0, result.stderr
-
+    interrupted, reference = kill_and_resume(args, tmp_path)
     assert_same_final_weights(interrupted, reference)
     steps = [row["step"] for row in read_metrics(interrupted)]
     assert steps == sorted(set(steps)) and steps[-1] == 600
