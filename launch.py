@@ -68,8 +68,11 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)
-    score = summary["normalized_score"]
-    shown = f"normalized score {score:.1f}" if score is not None else f"return {summary['return_mean']:.1f}"
+    from iql.scoring import describe
+
+    metric = summary["score_of_record"]
+    score = summary[metric]
+    shown = describe(metric, score)
     log.info(
         "%s after %d steps (%s); outputs in %s",
         shown,

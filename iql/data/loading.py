@@ -13,7 +13,7 @@ import numpy as np
 from iql.config import DatasetConfig
 from iql.data import recipes
 from iql.data.transforms import ActionScaler, ObsNormalizer, transform_rewards
-from iql.data.transitions import Transitions, flatten_episodes
+from iql.data.transitions import Transitions, bellman_terminals, flatten_episodes
 from iql.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -169,7 +169,7 @@ def prepare(cfg: DatasetConfig) -> PreparedData:
         actions=scaler.to_unit(transitions.actions),
         rewards=transform_rewards(transitions, cfg.reward_transform),
         next_obs=normalizer(transitions.next_obs),
-        terminals=transitions.terminals,
+        terminals=bellman_terminals(transitions, cfg.goal_terminals),
         action_scaler=scaler,
         obs_normalizer=normalizer,
         make_eval_env=make_env,

@@ -18,7 +18,11 @@ from matplotlib.patches import Rectangle
 
 from iql.report.table import ConfigResult, best_result, format_mean_std, mean_std
 
-METRIC_LABELS = {"normalized_score": "normalized score", "return_mean": "return"}
+METRIC_LABELS = {
+    "success_rate": "success rate (%)",
+    "normalized_score": "normalized score",
+    "return_mean": "return",
+}
 
 
 def _png(figure: Figure) -> bytes:

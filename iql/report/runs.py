@@ -20,6 +20,7 @@ from iql.logging import METRICS_FILE, SUMMARY_FILE, changes_learning, format_val
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
 _MARKERS = (SUMMARY_FILE, METRICS_FILE, str(HYDRA_CONFIG))
 _NOT_RUNS = {"wandb", ".submitit", ".hydra"}  # folders that never hold run dirs of their own
+_SCORE_METRICS = ("success_rate", "normalized_score", "return_mean")  # a run's score of record, first present wins
 
 
 @dataclass(frozen=True, order=True)
@@ -58,7 +59,7 @@ class RunRecord:
     run_dir: Path
     key: ConfigKey
     seed: int
-    metric: str  # normalized_score (Minari-normalised, %) | return_mean (dataset without reference scores)
+    metric: str  # score of record: success_rate (%) | normalized_score (Minari-normalised, %) | return_mean
     final_score: float | None  # score of the last evaluation
     best_score: float | None  # best score over the run's evaluations
     curve: Curve
@@ -179,12 +180,19 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
         return UnreadableRun(run_dir, f"{state} and no readable {HYDRA_CONFIG}: its τ, β and seed are unknown")
     key, seed = identity
     rows = read_metrics(run_dir / METRICS_FILE)
-    if summary is not None:
-        metric = "normalized_score" if summary.get("normalized_score") is not None else "return_mean"
+    if summary is not None and summary.get("score_of_record") in _SCORE_METRICS:
+        metric = summary["score_of_record"]
     else:
-        metric = "normalized_score" if any("eval/normalized_score" in row for row in rows) else "return_mean"
+        metric = next(
+            (
+                m
+                for m in _SCORE_METRICS
+                if (summary is not None and summary.get(m) is not None) or any(f"eval/{m}" in row for row in rows)
+            ),
+            "return_mean",
+        )
     evals = [(int(row["step"]), float(row[f"eval/{metric}"])) for row in rows if f"eval/{metric}" in row]
-    best_key = "best_normalized_score" if metric == "normalized_score" else "best_return_mean"
+    best_key = f"best_{metric}"
     logger, train = _section(config, "logger"), _section(config, "train")
     ignored = ("overrides=",) + (() if key.expectile is not None else ("algorithm.expectile=", "algorithm.beta="))
     learning = {entry for entry in _flatten(config) if changes_learning(entry) and not entry.startswith(ignored)}
