@@ -44,7 +44,7 @@ class EvalResult:
     @property
     def success_rate(self) -> float | None:
         """Percentage of episodes that reached the goal (0–100); None where the env reports no success."""
-        return None if self.successes is None else 100.0 * float(self.successes.mean())
+        return None if self.successes is None else 100.0 * float(self.successes.sum()) / len(self.successes)
 
     def metrics(self) -> dict[str, float]:
         out = {

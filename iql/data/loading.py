@@ -154,8 +154,8 @@ def prepare(cfg: DatasetConfig) -> PreparedData:
         raise DatasetError(
             f"Could not create the evaluation environment of dataset {cfg.id} "
             f"({cfg.eval_env or 'from the dataset metadata'}): {type(error).__name__}: {error}. Install the package "
-            "that registers it (D4RL AntMaze, Kitchen and Adroit need `pip install -e '.[robotics]'`), or set "
-            "dataset.eval_env=<Gymnasium id>."
+            "that registers it (PointMaze and D4RL AntMaze, Kitchen and Adroit need `pip install -e '.[robotics]'`), "
+            "or set dataset.eval_env=<Gymnasium id>."
         ) from error
     try:
         _check_env_matches(env, dataset, transitions.obs.shape[1], cfg)

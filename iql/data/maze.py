@@ -4,8 +4,9 @@ The controller plans a shortest path over the maze's free cells (breadth-first s
 PD control toward the centre of the next cell on it, as Minari's and D4RL's maze datasets were collected
 (``WaypointController``: gains p = 10, d = −1). Episodes come in two kinds:
 
-- ``wander``: the point is sent to one random cell after another (the commanded cell is *not* in the
-  observation, like D4RL's AntMaze "play"/"diverse" data), with Gaussian action noise. Most of the data.
+- ``wander``: the point is sent to one random cell after another, only cells at least
+  ``wander_min_goal_distance`` cells from the goal (the commanded cell is *not* in the observation, like D4RL's
+  AntMaze "play"/"diverse" data), with Gaussian action noise. Most of the data.
 - ``goal``: the point is sent to the evaluation goal from a random start cell *other than* the evaluation start
   region, with action noise; recording stops at the first success.
 
@@ -155,8 +156,18 @@ class MazeRecipe:
         gym.register_envs(gymnasium_robotics)
         return gym.make(self.env_id, max_episode_steps=max_episode_steps, **self.env_kwargs())
 
-    def eval_spec(self) -> gym.envs.registration.EnvSpec:
-        return self.make_env(self.eval_episode_steps).spec  # type: ignore[return-value]
+    def spec(self, max_episode_steps: int) -> gym.envs.registration.EnvSpec:
+        """The ``EnvSpec`` (with this maze's kwargs) Minari stores, so ``recover_environment`` rebuilds the env."""
+        env = self.make_env(max_episode_steps)
+        try:
+            assert env.spec is not None
+            return env.spec
+        finally:
+            env.close()
+
+
+def cell_xy(env: gym.Env, cell: Cell) -> np.ndarray:
+    return np.asarray(env.unwrapped.maze.cell_rowcol_to_xy(np.array(cell)))  # type: ignore[attr-defined]
 
 
 def _rollout(
@@ -190,7 +201,7 @@ def _rollout(
     success = [bool(info["success"])]
     done = False
     while not done:
-        target_xy = goal_xy if target == goal_cell else recipe_cell_xy(env, target)
+        target_xy = goal_xy if target == goal_cell else cell_xy(env, target)
         action = controller.action(obs, target, target_xy) + noise * rng.standard_normal(2)
         action = np.clip(action, -1.0, 1.0).astype(np.float32)
         obs, reward, terminated, truncated, info = env.step(action)
@@ -213,10 +224,6 @@ def _rollout(
         "truncations": np.asarray(truncations),
         "infos": {"success": np.asarray(success)},
     }
-
-
-def recipe_cell_xy(env: gym.Env, cell: Cell) -> np.ndarray:
-    return np.asarray(env.unwrapped.maze.cell_rowcol_to_xy(np.array(cell)))  # type: ignore[attr-defined]
 
 
 def success_rate_of_controller(recipe: MazeRecipe, episodes: int, seed: int, noise: float = 0.0) -> float:

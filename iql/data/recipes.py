@@ -284,8 +284,8 @@ def _maze_contents(recipe: MazeRecipe, seed: int, progress: bool) -> _Contents:
     reference_seed = 10_000_000 + seed
     return _Contents(
         buffers,
-        recipe.make_env(recipe.data_episode_steps).spec,
-        recipe.eval_spec(),
+        recipe.spec(recipe.data_episode_steps),
+        recipe.spec(recipe.eval_episode_steps),
         maze.random_success_rate(recipe, recipe.reference_episodes, reference_seed),
         maze.success_rate_of_controller(recipe, recipe.reference_episodes, reference_seed),
         "BFS waypoint controller + PD: " + " + ".join(f"{p.kind}(noise={p.noise})×{p.episodes}" for p in recipe.mix),
