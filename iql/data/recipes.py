@@ -141,10 +141,10 @@ RECIPES: dict[str, Recipe | MazeRecipe] = {
             (MazeMix("wander", 200, noise=0.5), MazeMix("goal", 60, noise=0.5)),
             data_episode_steps=400,
             eval_episode_steps=600,
-            goal_starts_min_distance=5,
-            wander_min_goal_distance=2,
+            goal_starts_min_distance=7,
+            wander_min_goal_distance=3,
             description="PointMaze Medium, start top left, goal bottom right: 77% episodes wandering between random "
-            "cells ≥ 2 cells from the goal, 23% noisy waypoint-controller runs to the goal from cells ≥ 5 cells from "
+            "cells ≥ 3 cells from the goal, 23% noisy waypoint-controller runs to the goal from cells ≥ 7 cells from "
             "the start. Sparse reward, infos/success.",
         ),
     )
