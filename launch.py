@@ -72,7 +72,8 @@ def main(cfg: DictConfig) -> float | None:
 
     metric = summary["score_of_record"]
     score = summary[metric]
-    shown = describe(metric, score)
+    best = summary.get(f"best_{metric}")
+    shown = describe(metric, score) + (f" (max over evaluations {best:.1f})" if best is not None else "")
     log.info(
         "%s after %d steps (%s); outputs in %s",
         shown,
