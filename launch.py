@@ -73,7 +73,8 @@ def main(cfg: DictConfig) -> float | None:
     metric = summary["score_of_record"]
     score = summary[metric]
     best = summary.get(f"best_{metric}")
-    shown = describe(metric, score) + (f" (max over evaluations {best:.1f})" if best is not None else "")
+    unit = "%" if metric == "success_rate" else ""
+    shown = describe(metric, score) + (f" (max over evaluations {best:.1f}{unit})" if best is not None else "")
     log.info(
         "%s after %d steps (%s); outputs in %s",
         shown,

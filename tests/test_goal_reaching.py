@@ -197,4 +197,5 @@ def test_a_second_maze_trains_without_code_change(tmp_path: Path) -> None:
     assert (summary["expectile"], summary["beta"]) == (0.9, 10.0)
     rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["eval/success_rate"] == summary["success_rate"]
-    assert "success rate" in result.stderr and "max over evaluations" in result.stderr  # the final log line
+    final_line = (tmp_path / "launch.log").read_text().splitlines()[-1]
+    assert "success rate" in final_line and "max over evaluations" in final_line, final_line
