@@ -19,6 +19,7 @@ from iql.data.maze import MEDIUM_MAP, UMAZE_MAP, distances, find_cell, next_hops
 from iql.data.transforms import ActionScaler, ObsNormalizer
 from iql.data.transitions import Transitions, bellman_terminals, reached_goal
 from iql.evaluation import EvalResult, evaluate
+from iql.losses import td_target
 from iql.scoring import score_of_record
 
 pytest.importorskip("gymnasium_robotics")
@@ -160,6 +161,13 @@ def test_pointmaze_dataset_is_a_goal_reaching_minari_dataset(umaze: str) -> None
     np.testing.assert_array_equal(on.terminals, t.successes.astype(np.float32))
     assert off.terminals.sum() == 0
     np.testing.assert_array_equal(np.unique(on.rewards), [-1.0, 0.0])  # r − 1
+    # the Bellman target at the goal: the reward alone with the option, a bootstrap from V(s′) without it
+    goal = torch.as_tensor(t.successes)
+    next_value = torch.full((len(on),), -50.0)
+    with_option = td_target(torch.as_tensor(on.rewards), torch.as_tensor(on.terminals), next_value, 0.99)
+    without = td_target(torch.as_tensor(off.rewards), torch.as_tensor(off.terminals), next_value, 0.99)
+    assert torch.all(with_option[goal] == 0.0) and torch.allclose(without[goal], torch.tensor(-49.5))
+    assert torch.equal(with_option[~goal], without[~goal])
     env = on.make_eval_env()
     try:
         _, info = env.reset(seed=0)
