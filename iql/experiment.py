@@ -28,6 +28,7 @@ from iql.evaluation import EvalResult, evaluate
 from iql.hardware import keep_freed_memory, resolve_device, thread_count
 from iql.learner import make_learner
 from iql.logging import RunLogger
+from iql.scoring import METRICS, describe, metric_value, score_of_record
 
 log = logging.getLogger(__name__)
 
@@ -115,8 +116,7 @@ class Experiment:
             discrete=self.data.discrete,
         )
         self.elapsed_before = 0.0  # wall time of earlier attempts of this run, seconds
-        self.best_score: float | None = None
-        self.best_return: float | None = None
+        self.best: dict[str, float | None] = dict.fromkeys(METRICS)  # max over evaluations, per metric
         self.last_eval: EvalResult | None = None
         self.resumed_from: list[int] = []  # steps at which earlier attempts of this run were continued
         wandb_id = None
@@ -127,7 +127,11 @@ class Experiment:
             self.sampler.load_state_dict(saved["sampler"])
             checkpoint.set_rng_state(saved["rng"])
             self.elapsed_before = float(saved["elapsed_s"])
-            self.best_score, self.best_return = saved["best_score"], saved["best_return"]
+            self.best.update(
+                normalized_score=saved["best_score"],
+                return_mean=saved["best_return"],
+                success_rate=saved.get("best_success_rate"),
+            )
             self.resumed_from = [*saved.get("resumed_from", []), self.learner.step]
             wandb_id = saved.get("wandb_id")
             log.info("resuming %s from step %d", run_dir, self.learner.step)
@@ -149,12 +153,12 @@ class Experiment:
             self.data.ref_min_score,
             self.data.ref_max_score,
             self.cfg.eval.max_episode_steps,
+            self.cfg.eval.end_on_success,
         )
-        score = result.normalized_score
-        if score is not None and (self.best_score is None or score > self.best_score):
-            self.best_score = score
-        if self.best_return is None or result.return_mean > self.best_return:
-            self.best_return = result.return_mean
+        for metric in METRICS:
+            value, best = metric_value(result, metric), self.best[metric]
+            if value is not None and (best is None or value > best):
+                self.best[metric] = value
         self.last_eval = result
         return result
 
@@ -166,8 +170,9 @@ class Experiment:
             "rng": checkpoint.rng_state(),
             "identity": _identity(self.cfg),
             "elapsed_s": self.elapsed_before + time.perf_counter() - started,
-            "best_score": self.best_score,
-            "best_return": self.best_return,
+            "best_score": self.best["normalized_score"],
+            "best_return": self.best["return_mean"],
+            "best_success_rate": self.best["success_rate"],
             "wandb_id": self.logger.wandb_id,
             "resumed_from": self.resumed_from,
         }
@@ -218,8 +223,8 @@ class Experiment:
                 if step % train.eval_every == 0 or is_last:
                     result = self.evaluate(step)
                     row.update(result.metrics())
-                    score = result.normalized_score
-                    postfix["eval"] = f"{score:.1f}" if score is not None else f"R={result.return_mean:.1f}"
+                    metric = score_of_record(cfg.eval.score, result, cfg.dataset.id)
+                    postfix["eval"] = describe(metric, metric_value(result, metric))
                 if row:
                     row["time/wall_s"] = self.elapsed_before + time.perf_counter() - started
                     self.logger.log(step, row)
@@ -233,11 +238,16 @@ class Experiment:
             self.evaluate(self.learner.step)
         assert self.last_eval is not None
         trained = self.learner.step - first_step
+        last = self.last_eval
         return {
-            "normalized_score": self.last_eval.normalized_score,
-            "best_normalized_score": self.best_score,
-            "return_mean": self.last_eval.return_mean,
-            "best_return_mean": self.best_return,
+            # the metric this run is ranked by (eval.score); best_* are maxima over the run's evaluations
+            "score_of_record": score_of_record(cfg.eval.score, last, cfg.dataset.id),
+            "success_rate": last.success_rate,
+            "best_success_rate": self.best["success_rate"],
+            "normalized_score": last.normalized_score,
+            "best_normalized_score": self.best["normalized_score"],
+            "return_mean": last.return_mean,
+            "best_return_mean": self.best["return_mean"],
             "steps": self.learner.step,
             "wall_time_s": self.elapsed_before + time.perf_counter() - started,
             "steps_per_s": trained / train_time if train_time > 0 else None,
