@@ -172,13 +172,17 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)
-    metric = next(name for name in (summary.get("score_of_record"), "normalized_score", "return_mean") if name)
-    if summary.get(metric) is None:
-        metric = "return_mean"
+    from iql.scoring import describe
+
+    metric = summary["score_of_record"]
+    best = summary.get(f"best_{metric}")
+    unit = "%" if metric == "success_rate" else ""
+    shown = describe(metric, summary[metric])
+    if best is not None:
+        shown += f" (max over evaluations {best:.1f}{unit})"
     log.info(
-        "%s %.1f after %d steps (%s); outputs in %s",
-        metric.replace("_", " "),
-        summary[metric],
+        "%s after %d steps (%s); outputs in %s",
+        shown,
         summary["steps"],
         summary["algorithm"],
         hydra_cfg.runtime.output_dir,

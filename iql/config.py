@@ -25,6 +25,8 @@ DEVICES = ("auto", "cpu", "cuda")
 MATMUL_PRECISIONS = ("highest", "high", "medium")  # torch.set_float32_matmul_precision
 LOGGER_BACKENDS = ("wandb", "none")
 LOGGER_MODES = ("auto", "offline", "online", "disabled")
+EVAL_SCORES = ("auto", "normalized_return", "success_rate")
+SEED_LIMIT = 2**32  # numpy's seeds are 0 ≤ seed < 2**32
 DATASET_ID_PATTERN = re.compile(r"^([\w.-]+/)*[\w.-]+-v\d+$")
 
 
@@ -70,6 +72,9 @@ class DatasetConfig:
     reward_transform: str = "none"  # none | locomotion (×1000 / return range) | antmaze (r − 1)
     normalize_obs: bool = False  # standardise observations with the dataset's mean/std
     eval_env: str | None = None  # Gymnasium id to evaluate in, instead of the dataset's eval env
+    # goal-reaching data: a transition that reaches the goal (infos/success, else reward > 0) is terminal for the
+    # Bellman target, as the official IQL code's D4RL AntMaze terminals are (on in the maze presets)
+    goal_terminals: bool = False
 
 
 @dataclass
@@ -85,6 +90,13 @@ class TrainConfig:
 class EvalConfig:
     episodes: int = 10  # episodes per evaluation, run as one vectorised environment
     max_episode_steps: int | None = None  # cap on episode length; None keeps the environment's limit
+    # the score of record (summary.json, W&B summary, progress bar, best_*, iql.report): auto (success rate where
+    # the env reports info["success"], else the normalised return, else the raw return) | normalized_return |
+    # success_rate.
+    score: str = "auto"
+    # goal reaching: where the env reports info["success"], an episode ends at its first success (as D4RL's AntMaze
+    # eval envs end at the goal). false keeps the full episode (Adroit reports success but is scored by return).
+    end_on_success: bool = True
 
 
 @dataclass
@@ -216,6 +228,14 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(h.slurm.max_requeues >= 0, "hardware.slurm.max_requeues", h.slurm.max_requeues, "must be ≥ 0")
     _require(isinstance(h.compile, bool), "hardware.compile", h.compile, "true or false")
     _one_of("hardware.matmul_precision", h.matmul_precision, MATMUL_PRECISIONS)
+
+    _one_of("eval.score", e.score, EVAL_SCORES)
+    _require(
+        isinstance(cfg.seed, int) and 0 <= cfg.seed < SEED_LIMIT,
+        "seed",
+        cfg.seed,
+        f"a seed is an integer with 0 ≤ seed < 2**32 ({SEED_LIMIT}), as numpy requires",
+    )
 
     _one_of("logger.backend", log.backend, LOGGER_BACKENDS)
     _one_of("logger.mode", log.mode, LOGGER_MODES)

@@ -34,6 +34,7 @@ from iql.hardware import keep_freed_memory, resolve_device, shares_cores, thread
 from iql.interrupt import StopOnSignal
 from iql.learner import make_learner
 from iql.logging import SUMMARY_FILE, RunLogger, short_dataset
+from iql.scoring import METRICS, describe, metric_value, score_of_record
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +43,6 @@ _IDENTITY_SECTIONS = ("algorithm", "network", "dataset", "seed")
 
 
 LOSS_LABELS = {"value_loss": "V", "critic_loss": "Q", "actor_loss": "π"}  # loss names on the progress bar
-
-
-def evaluation_headline(result: EvalResult) -> str:
-    """The last evaluation as the progress bar shows it: ``score 97.1`` (or ``return -144.2``)."""
-    score = result.normalized_score
-    return f"score {score:.1f}" if score is not None else f"return {result.return_mean:.1f}"
-
-
-def describe_evaluation(result: EvalResult, best_score: float | None) -> str:
-    """One ``launch.log`` line per evaluation: score (and the best so far), return ± std, episodes."""
-    parts = []
-    if result.normalized_score is not None:
-        best = f" (best {best_score:.1f})" if best_score is not None else ""
-        parts.append(f"normalized score {result.normalized_score:.1f}{best}")
-    parts.append(f"return {result.return_mean:.1f} ± {float(result.returns.std()):.1f}")
-    parts.append(f"{len(result.returns)} episodes of {float(result.lengths.mean()):.0f} steps on average")
-    return ", ".join(parts)
 
 
 def seed_everything(seed: int) -> None:
@@ -87,7 +71,9 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def _check_same_experiment(saved: dict[str, Any], saved_step: int, cfg: RunConfig, run_dir: Path) -> None:
     """Refuse to continue a checkpoint of another configuration, naming the keys that differ. ``train.steps`` may
     grow (the run is extended), never fall below the checkpoint's step."""
-    before, now = _flatten(saved), _flatten(_identity(cfg))
+    # a key added to the schema after the checkpoint was written counts as its default (the behaviour then)
+    before = {**_flatten(_identity(RunConfig())), **_flatten(saved)}
+    now = _flatten(_identity(cfg))
     changed = [
         f"{key}: {before.get(key, '(unset)')!r} → {now.get(key, '(unset)')!r}"
         for key in sorted(before.keys() | now.keys())
@@ -160,8 +146,7 @@ class Experiment:
             discrete=self.data.discrete,
         )
         self.elapsed_before = 0.0  # wall time of earlier attempts of this run, seconds
-        self.best_score: float | None = None
-        self.best_return: float | None = None
+        self.best: dict[str, float | None] = dict.fromkeys(METRICS)  # max over evaluations, per metric
         self.last_eval: EvalResult | None = None
         self.resumed_from: list[int] = []  # steps at which earlier attempts of this run were continued
         wandb_id = None
@@ -173,7 +158,11 @@ class Experiment:
             self.sampler.load_state_dict(saved["sampler"])
             checkpoint.set_rng_state(saved["rng"])
             self.elapsed_before = float(saved["elapsed_s"])
-            self.best_score, self.best_return = saved["best_score"], saved["best_return"]
+            self.best.update(
+                normalized_score=saved["best_score"],
+                return_mean=saved["best_return"],
+                success_rate=saved.get("best_success_rate"),
+            )
             self.resumed_from = [*saved.get("resumed_from", []), self.learner.step]
             self.extended_from = list(saved.get("extended_from", []))
             saved_steps = int(saved["identity"]["train"]["steps"])
@@ -211,12 +200,12 @@ class Experiment:
             self.data.ref_min_score,
             self.data.ref_max_score,
             self.cfg.eval.max_episode_steps,
+            self.cfg.eval.end_on_success,
         )
-        score = result.normalized_score
-        if score is not None and (self.best_score is None or score > self.best_score):
-            self.best_score = score
-        if self.best_return is None or result.return_mean > self.best_return:
-            self.best_return = result.return_mean
+        for metric in METRICS:
+            value, best = metric_value(result, metric), self.best[metric]
+            if value is not None and (best is None or value > best):
+                self.best[metric] = value
         self.last_eval = result
         return result
 
@@ -228,8 +217,9 @@ class Experiment:
             "rng": checkpoint.rng_state(),
             "identity": _identity(self.cfg),
             "elapsed_s": self.elapsed_before + time.perf_counter() - started,
-            "best_score": self.best_score,
-            "best_return": self.best_return,
+            "best_score": self.best["normalized_score"],
+            "best_return": self.best["return_mean"],
+            "best_success_rate": self.best["success_rate"],
             "wandb_id": self.logger.wandb_id,
             "resumed_from": self.resumed_from,
             "extended_from": self.extended_from,
@@ -244,7 +234,7 @@ class Experiment:
         sums: dict[str, torch.Tensor] = {}
         rows = 0
         first_bad = torch.tensor(-1, device=self.device)  # first step with a non-finite loss, tracked on device
-        losses_shown = ""  # the progress bar shows the step, steps/s and the last evaluation first, then losses
+        headline, losses_shown = "", ""  # the bar shows the step, steps/s and the last evaluation first, then losses
         bar = tqdm(
             total=train.steps,
             initial=first_step,
@@ -294,12 +284,13 @@ class Experiment:
                     if step % train.eval_every == 0 or is_last:
                         result = self.evaluate(step)
                         row.update(result.metrics())
-                        log.info("step %d/%d: %s", step, train.steps, describe_evaluation(result, self.best_score))
+                        metric = score_of_record(cfg.eval.score, result, cfg.dataset.id)
+                        headline = describe(metric, metric_value(result, metric))
+                        log.info("step %d/%d: %s", step, train.steps, self._describe_evaluation(result, metric))
                     if row:
                         row["time/wall_s"] = self.elapsed_before + time.perf_counter() - started
                         self.logger.log(step, row)
-                        shown = [evaluation_headline(self.last_eval)] if self.last_eval is not None else []
-                        bar.set_postfix_str(" | ".join(shown + [losses_shown]), refresh=False)
+                        bar.set_postfix_str(" | ".join(filter(None, (headline, losses_shown))), refresh=False)
                     if step % train.checkpoint_every == 0 or is_last:
                         self.save_checkpoint(started)
                     tick = time.perf_counter()
@@ -309,11 +300,16 @@ class Experiment:
             self.evaluate(self.learner.step)
         assert self.last_eval is not None
         trained = self.learner.step - first_step
+        last = self.last_eval
         return {
-            "normalized_score": self.last_eval.normalized_score,
-            "best_normalized_score": self.best_score,
-            "return_mean": self.last_eval.return_mean,
-            "best_return_mean": self.best_return,
+            # the metric this run is ranked by (eval.score); best_* are maxima over the run's evaluations
+            "score_of_record": score_of_record(cfg.eval.score, last, cfg.dataset.id),
+            "success_rate": last.success_rate,
+            "best_success_rate": self.best["success_rate"],
+            "normalized_score": last.normalized_score,
+            "best_normalized_score": self.best["normalized_score"],
+            "return_mean": last.return_mean,
+            "best_return_mean": self.best["return_mean"],
             "steps": self.learner.step,
             "wall_time_s": self.elapsed_before + time.perf_counter() - started,
             "steps_per_s": trained / train_time if train_time > 0 else None,
@@ -331,6 +327,15 @@ class Experiment:
             "extended_from_steps": self.extended_from,  # train.steps of the runs this one continued to more steps
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         }
+
+    def _describe_evaluation(self, result: EvalResult, metric: str) -> str:
+        """One ``launch.log`` line per evaluation: the score of record and its best so far, then the other metrics."""
+        best = self.best[metric]
+        parts = [describe(metric, metric_value(result, metric)) + (f" (best {best:.1f})" if best is not None else "")]
+        parts += [describe(other, metric_value(result, other)) for other in METRICS if other != metric]
+        parts = [part for part in parts if not part.endswith("n/a")]
+        parts.append(f"return std {float(result.returns.std()):.1f}, {len(result.returns)} episodes")
+        return ", ".join(parts)
 
     def _stopped_message(self, signum: int, step: int) -> str:
         overrides = " ".join(shlex.quote(o) for o in self.cfg.overrides if not o.startswith("hydra.run.dir="))

@@ -260,10 +260,14 @@ class RunLogger:
                 self._finish_wandb(exit_code=1)
 
     def summary(self, values: dict[str, Any]) -> None:
+        """summary.json, and the W&B summary with ``score`` / ``best_score``: the score of record (``eval.score``)
+        of the last evaluation and its maximum over the run's evaluations."""
         write_json_atomic(self.run_dir / SUMMARY_FILE, values)
         if self._wandb is not None:
+            metric = values.get("score_of_record")
+            record = {"score": values.get(metric), "best_score": values.get(f"best_{metric}")} if metric else {}
             try:
-                self._wandb.summary.update({k: v for k, v in values.items() if v is not None})
+                self._wandb.summary.update({k: v for k, v in {**values, **record}.items() if v is not None})
             except Exception as error:
                 log.warning("W&B summary update failed (%s)", error)
 

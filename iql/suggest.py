@@ -77,8 +77,10 @@ def describe_key(key: str) -> str:
 
 
 def suggest_options(option: str, options: list[str], limit: int = 3) -> list[str]:
-    """The options of a config group closest to ``option``: the one it equals up to '-' and case, else the
-    similar ones (``hopper-medium`` → ``hopper_medium``)."""
+    """The options of a config group closest to ``option``: the one it equals up to '-' and case, else those that
+    contain it, then similar ones (``hopper-medium`` → ``mujoco_hopper_medium``)."""
     normalised = option.replace("-", "_").lower()
     exact = [o for o in options if o.lower() == normalised]
-    return exact or difflib.get_close_matches(normalised, options, limit, cutoff=0.6)
+    containing = sorted((o for o in options if normalised in o.lower()), key=len)
+    close = difflib.get_close_matches(normalised, options, limit, cutoff=0.6)
+    return exact or list(dict.fromkeys(containing + close))[:limit]

@@ -34,7 +34,7 @@ def assert_one_paragraph(result: subprocess.CompletedProcess[str], *words: str) 
         ("algorithm.temperature=3", ["algorithm.beta (β"]),
         ("+algorithm.tau=0.9", ["algorithm.tau", "algorithm.expectile"]),
         ("train.stpes=10", ["train.stpes", "train.steps"]),
-        ("dataset=hopper-medium", ["dataset=hopper-medium", "Did you mean dataset=hopper_medium?"]),
+        ("dataset=hopper-medium", ["dataset=hopper-medium", "Did you mean dataset=mujoco_hopper_medium"]),
         ("algorithm=iq", ["algorithm=iq", "algorithm=iql"]),
         ("network.hidden_dims=abc", ["network.hidden_dims=abc"]),
         ("algorithm.expectile=[0.5", ["Could not parse"]),
@@ -55,6 +55,7 @@ def test_suggestions() -> None:
     assert suggest_keys("hardware.slurm.partiton") == ["hardware.slurm.partition"]
     assert suggest_options("Hopper-Medium", ["hopper_medium", "hopper_expert"]) == ["hopper_medium"]
     assert suggest_options("zzz", ["hopper_medium"]) == []
+    assert suggest_options("pointmaze-umaze", ["antmaze_umaze", "pointmaze_umaze_mixed"])[0] == "pointmaze_umaze_mixed"
 
 
 def start(*overrides: str, run_dir: Path) -> subprocess.Popen[str]:

@@ -34,6 +34,10 @@ CASES = [
     (["dataset.eval_env=NoSuchEnv-v0"], ["NoSuchEnv-v0"]),
     (["hardware.device=cuda"], ["hardware.device=cuda", "CUDA is not available"]),
     (["hardware.device=tpu"], ["hardware.device='tpu'"]),
+    (["seed=-1"], ["seed=-1", "0 ≤ seed < 2**32"]),
+    (["seed=4294967296"], ["seed=4294967296", "0 ≤ seed < 2**32"]),
+    (["eval.score=best"], ["eval.score='best'", "success_rate"]),
+    (["eval.score=success_rate"], ["eval.score=success_rate", "reports no info['success']"]),
     (["hardware.matmul_precision=tf32"], ["hardware.matmul_precision='tf32'", "highest"]),
     (["hydra.run.dir=/etc/passwd/run"], ["/etc/passwd/run", "hydra.run.dir"]),
 ]

@@ -40,6 +40,8 @@ def test_run_writes_the_run_dir_contract(tmp_path: Path, pendulum_dataset: str) 
     ):
         assert key in summary, key
     assert summary["steps"] == 300 and summary["dataset_id"] == pendulum_dataset
+    assert summary["score_of_record"] == "normalized_score"  # Pendulum reports no success
+    assert summary["success_rate"] is None and summary["best_success_rate"] is None
     assert (summary["expectile"], summary["beta"]) == (0.7, 3.0)
     rows = read_metrics(tmp_path)
     assert [r["step"] for r in rows] == [100, 150, 200, 300]

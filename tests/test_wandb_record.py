@@ -42,4 +42,8 @@ def test_offline_run_records_config_group_history_and_summary(tmp_path: Path, pe
     assert run.summary["normalized_score"] == pytest.approx(summary["normalized_score"], rel=1e-12)
     assert run.summary["best_normalized_score"] == pytest.approx(summary["best_normalized_score"], rel=1e-12)
     assert run.summary["step"] == 300
+    # the score of record (eval.score=auto: Pendulum reports no success, so the normalized score) as score/best_score
+    assert summary["score_of_record"] == "normalized_score"
+    assert run.summary["score"] == pytest.approx(summary["normalized_score"], rel=1e-12)
+    assert run.summary["best_score"] == pytest.approx(summary["best_normalized_score"], rel=1e-12)
     assert run.exit_code == 0

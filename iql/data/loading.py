@@ -13,7 +13,7 @@ import numpy as np
 from iql.config import DatasetConfig
 from iql.data import recipes
 from iql.data.transforms import ActionScaler, DiscreteActions, ObsNormalizer, action_codec, transform_rewards  # noqa: E501
-from iql.data.transitions import Transitions, flatten_episodes
+from iql.data.transitions import Transitions, bellman_terminals, flatten_episodes
 from iql.errors import DatasetError
 
 log = logging.getLogger(__name__)
@@ -172,8 +172,8 @@ def prepare(cfg: DatasetConfig) -> PreparedData:
         raise DatasetError(
             f"Could not create the evaluation environment of dataset {cfg.id} "
             f"({cfg.eval_env or 'from the dataset metadata'}): {type(error).__name__}: {error}. Install the package "
-            "that registers it (D4RL AntMaze, Kitchen and Adroit need `pip install -e '.[robotics]'`), or set "
-            "dataset.eval_env=<Gymnasium id>."
+            "that registers it (PointMaze and D4RL AntMaze, Kitchen and Adroit need `pip install -e '.[robotics]'`), "
+            "or set dataset.eval_env=<Gymnasium id>."
         ) from error
     try:
         _check_env_matches(env, dataset, transitions.obs.shape[1], cfg)
@@ -187,7 +187,7 @@ def prepare(cfg: DatasetConfig) -> PreparedData:
         actions=scaler.to_unit(transitions.actions),
         rewards=transform_rewards(transitions, cfg.reward_transform),
         next_obs=normalizer(transitions.next_obs),
-        terminals=transitions.terminals,
+        terminals=bellman_terminals(transitions, cfg.goal_terminals),
         action_scaler=scaler,
         obs_normalizer=normalizer,
         make_eval_env=make_env,

@@ -4,24 +4,33 @@ A *recipe* names an environment, a mix of behaviour policies (each with a noise 
 the policies that define the reference scores (random → ``ref_min_score``, the noiseless controller →
 ``ref_max_score``). The dataset is written with hdf5 into a temporary root and moved into
 ``$MINARI_DATASETS_PATH`` with one ``rename``, under a file lock, so parallel jobs and a kill at any moment never
-leave a half-written dataset.
+leave a half-written dataset (a killed build's staging folder is removed by the next build).
+
+Goal-reaching recipes on Gymnasium-Robotics PointMaze (``MazeRecipe``, ``iql/data/maze.py``) are built the same way.
 """
 
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import shutil
 import tempfile
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
 
+from iql.data import maze
+from iql.data.maze import MEDIUM_MAP, UMAZE_MAP, MazeMix, MazeRecipe
 from iql.errors import DatasetError
+
+log = logging.getLogger(__name__)
 
 # (obs (O,), rng) -> action in env units: (A,) for a Box action space, an int for a Discrete one
 Policy = Callable[[np.ndarray, np.random.Generator], np.ndarray | int]
@@ -94,7 +103,11 @@ class Recipe:
     reference_episodes: int = 20
 
 
-RECIPES: dict[str, Recipe] = {
+def _frozen(maze_map: list[list[int | str]]) -> tuple[tuple[int | str, ...], ...]:
+    return tuple(tuple(row) for row in maze_map)
+
+
+RECIPES: dict[str, Recipe | MazeRecipe] = {
     r.name: r
     for r in (
         Recipe(
@@ -148,11 +161,39 @@ RECIPES: dict[str, Recipe] = {
             "Acrobot-v1 (discrete, 3 torques), mixed quality: energy-pumping controller with 30% random actions, "
             "and uniformly random episodes.",
         ),
+        MazeRecipe(
+            "pointmaze-umaze-mixed",
+            "iql/pointmaze/umaze-mixed-v0",
+            "PointMaze_UMaze-v3",
+            _frozen(UMAZE_MAP),
+            (MazeMix("wander", 150, noise=0.5), MazeMix("goal", 50, noise=0.5)),
+            data_episode_steps=300,
+            eval_episode_steps=300,
+            goal_starts_min_distance=3,
+            wander_min_goal_distance=2,
+            description="PointMaze UMaze, goal top left, evaluation start bottom left: 75% episodes wandering between "
+            "random cells ≥ 2 cells from the goal (commanded cell not observed), 25% noisy waypoint-controller runs "
+            "to the goal from cells ≥ 3 cells from the start, ending at the goal. Sparse reward, infos/success.",
+        ),
+        MazeRecipe(
+            "pointmaze-medium-mixed",
+            "iql/pointmaze/medium-mixed-v0",
+            "PointMaze_Medium-v3",
+            _frozen(MEDIUM_MAP),
+            (MazeMix("wander", 200, noise=0.5), MazeMix("goal", 60, noise=0.5)),
+            data_episode_steps=400,
+            eval_episode_steps=600,
+            goal_starts_min_distance=7,
+            wander_min_goal_distance=3,
+            description="PointMaze Medium, start top left, goal bottom right: 77% episodes wandering between random "
+            "cells ≥ 3 cells from the goal, 23% noisy waypoint-controller runs to the goal from cells ≥ 7 cells from "
+            "the start. Sparse reward, infos/success.",
+        ),
     )
 }
 
 
-def recipe_for(dataset_id: str) -> Recipe | None:
+def recipe_for(dataset_id: str) -> Recipe | MazeRecipe | None:
     """The recipe that builds ``dataset_id``, if any."""
     return next((r for r in RECIPES.values() if r.dataset_id == dataset_id), None)
 
@@ -223,48 +264,115 @@ def dataset_exists(dataset_id: str) -> bool:
     return (datasets_root() / dataset_id / "data").exists()
 
 
-def build(recipe: Recipe, seed: int = 0, progress: bool = True) -> Path:
-    """Build ``recipe`` into the local Minari folder unless it is there already; return the dataset's folder."""
-    import minari  # heavy import, only when building
+STAGING_PREFIX = ".iql-build-"  # staging folders of builds in progress, next to the datasets
+
+
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Remove the staging folders that killed builds left in ``root``; call only while holding ``_locked(root)``.
+
+    A build creates and fills its staging folder only while it holds the root's lock, and the kernel releases an
+    ``flock`` when its holder dies: so a staging folder seen by the lock's holder belongs to a dead builder.
+    """
+    stale = [path for path in root.glob(f"{STAGING_PREFIX}*") if path.is_dir()]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+@dataclass
+class _Contents:
+    """What a recipe's rollouts give Minari: episode buffers, the environments and the reference scores."""
+
+    buffers: list[Any]
+    env: Any  # id or EnvSpec of the data environment
+    eval_env: Any  # id or EnvSpec of the evaluation environment
+    ref_min: float
+    ref_max: float
+    algorithm_name: str
+
+
+def _control_contents(recipe: Recipe, seed: int, progress: bool) -> _Contents:
     from minari.data_collector import EpisodeBuffer
     from tqdm.auto import tqdm
+
+    env = gym.make(recipe.env_id)
+    total = sum(part.episodes for part in recipe.mix)
+    buffers, episode = [], 0
+    with tqdm(total=total, desc=f"building {recipe.dataset_id}", disable=not progress, unit="ep") as bar:
+        for part in recipe.mix:
+            for _ in range(part.episodes):
+                fields = rollout(env, part.policy, part.noise, seed * 1_000_003 + episode)
+                buffers.append(EpisodeBuffer(id=episode, seed=seed * 1_000_003 + episode, infos={}, **fields))
+                episode += 1
+                bar.update()
+    reference_seed = 10_000_000 + seed
+    return _Contents(
+        buffers,
+        recipe.env_id,
+        recipe.env_id,
+        reference_score(env, "random", recipe.reference_episodes, reference_seed),
+        reference_score(env, recipe.expert, recipe.reference_episodes, reference_seed),
+        " + ".join(f"{p.policy}(noise={p.noise})×{p.episodes}" for p in recipe.mix),
+    )
+
+
+def _maze_contents(recipe: MazeRecipe, seed: int, progress: bool) -> _Contents:
+    """Maze episodes; references in evaluation episodes (which end at the first success, reward 1 there): the
+    random policy's and the noiseless waypoint controller's success rates, so the normalised return from the
+    evaluation start is the success rate, as in D4RL AntMaze (ref 0 and 1)."""
+    from minari.data_collector import EpisodeBuffer
+
+    episodes = maze.collect(recipe, seed, progress)
+    buffers = [
+        EpisodeBuffer(id=i, seed=seed * 1_000_003 + i, **episode)  # type: ignore[arg-type]
+        for i, episode in enumerate(episodes)
+    ]
+    reference_seed = 10_000_000 + seed
+    return _Contents(
+        buffers,
+        recipe.spec(recipe.data_episode_steps),
+        recipe.spec(recipe.eval_episode_steps),
+        maze.random_success_rate(recipe, recipe.reference_episodes, reference_seed),
+        maze.success_rate_of_controller(recipe, recipe.reference_episodes, reference_seed),
+        "BFS waypoint controller + PD: " + " + ".join(f"{p.kind}(noise={p.noise})×{p.episodes}" for p in recipe.mix),
+    )
+
+
+def build(recipe: Recipe | MazeRecipe, seed: int = 0, progress: bool = True) -> Path:
+    """Build ``recipe`` into the local Minari folder unless it is there already; return the dataset's folder."""
+    import minari  # heavy import, only when building
 
     root = datasets_root()
     final = root / recipe.dataset_id
     with _locked(root):
+        for path in remove_stale_staging(root):
+            log.info("removed %s, left behind by a killed dataset build", path)
         if (final / "data").exists():
             return final
-        env = gym.make(recipe.env_id)
-        total = sum(part.episodes for part in recipe.mix)
-        buffers, episode = [], 0
-        with tqdm(total=total, desc=f"building {recipe.dataset_id}", disable=not progress, unit="ep") as bar:
-            for part in recipe.mix:
-                for _ in range(part.episodes):
-                    fields = rollout(env, part.policy, part.noise, seed * 1_000_003 + episode)
-                    buffers.append(EpisodeBuffer(id=episode, seed=seed * 1_000_003 + episode, infos={}, **fields))
-                    episode += 1
-                    bar.update()
-        reference_seed = 10_000_000 + seed
-        ref_min = reference_score(env, "random", recipe.reference_episodes, reference_seed)
-        ref_max = reference_score(env, recipe.expert, recipe.reference_episodes, reference_seed)
-        staging = Path(tempfile.mkdtemp(prefix=".iql-build-", dir=root))
+        if isinstance(recipe, MazeRecipe):
+            contents = _maze_contents(recipe, seed, progress)
+        else:
+            contents = _control_contents(recipe, seed, progress)
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=root))
         previous = os.environ.get("MINARI_DATASETS_PATH")
         try:
             os.environ["MINARI_DATASETS_PATH"] = str(staging)
-            minari.create_dataset_from_buffers(
-                dataset_id=recipe.dataset_id,
-                buffer=buffers,
-                env=recipe.env_id,
-                eval_env=recipe.env_id,
-                algorithm_name=" + ".join(f"{p.policy}(noise={p.noise})×{p.episodes}" for p in recipe.mix),
-                author="iql toolkit",
-                author_email="iql@localhost",
-                code_permalink="iql/data/recipes.py",
-                ref_min_score=ref_min,
-                ref_max_score=ref_max,
-                description=recipe.description,
-                data_format="hdf5",
-            )
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # Minari warns about the missing expert policy and the infos' shape
+                minari.create_dataset_from_buffers(
+                    dataset_id=recipe.dataset_id,
+                    buffer=contents.buffers,
+                    env=contents.env,
+                    eval_env=contents.eval_env,
+                    algorithm_name=contents.algorithm_name,
+                    author="iql toolkit",
+                    author_email="iql@localhost",
+                    code_permalink="iql/data/recipes.py",
+                    ref_min_score=contents.ref_min,
+                    ref_max_score=contents.ref_max,
+                    description=recipe.description,
+                    data_format="hdf5",
+                )
             final.parent.mkdir(parents=True, exist_ok=True)
             _copy_namespace_metadata(staging, root, recipe.dataset_id)
             os.rename(staging / recipe.dataset_id, final)

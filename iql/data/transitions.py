@@ -20,7 +20,9 @@ class Transitions:
     obs, next_obs (N, O) float32; actions (N, A) float32, one-hot (N, n) for discrete actions; rewards (N,) float32;
     terminals (N,) float32, 1.0 where the episode terminated (the Bellman mask uses these only);
     episode_ends (N,) bool, True on the last transition of every episode (termination, truncation or end of
-    recording): used only to split returns for reward normalisation.
+    recording): used only to split returns for reward normalisation;
+    successes (N,) bool or None, True where the step reached the goal by the dataset's ``infos/success`` (None when
+    the dataset records no success).
     """
 
     obs: np.ndarray
@@ -29,6 +31,7 @@ class Transitions:
     next_obs: np.ndarray
     terminals: np.ndarray
     episode_ends: np.ndarray
+    successes: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.rewards)
@@ -39,6 +42,29 @@ class Transitions:
         starts = np.concatenate([[0], ends[:-1] + 1])
         sums = np.add.reduceat(self.rewards.astype(np.float64), starts) if len(starts) else np.zeros(0)
         return sums
+
+
+def reached_goal(transitions: Transitions) -> np.ndarray:
+    """(N,) bool: the transitions whose next state reached the goal.
+
+    From the dataset's ``infos/success`` where it records it (Minari's maze datasets, the local PointMaze recipes),
+    else from a positive reward (sparse goal rewards: 1 at the goal, 0 elsewhere).
+    """
+    if transitions.successes is not None:
+        return transitions.successes.astype(bool)
+    return transitions.rewards > 0
+
+
+def bellman_terminals(transitions: Transitions, goal_terminals: bool) -> np.ndarray:
+    """(N,) float32 terminal flags for the Bellman target ``r + γ · (1 − terminal) · V(s′)``.
+
+    The dataset's terminations; with ``goal_terminals``, also every transition that reaches the goal (the official
+    IQL code's masks on D4RL AntMaze, whose ``terminals`` mark the goal steps). The episode boundaries
+    (``episode_ends``) are not changed: only the mask is.
+    """
+    if not goal_terminals:
+        return transitions.terminals
+    return np.maximum(transitions.terminals, reached_goal(transitions).astype(np.float32))
 
 
 def flatten_array(space: gym.Space, value: Any, length: int) -> np.ndarray:
@@ -97,10 +123,12 @@ def check_spaces(observation_space: gym.Space, action_space: gym.Space, dataset_
 
 HDF5_FILE = "main_data.hdf5"  # the one file in which Minari's hdf5 storage keeps every episode
 EPISODE_KEYS = ("observations", "actions", "rewards", "terminations", "truncations")
+SUCCESS_KEY = "infos/success"  # per-step success flags (T+1, the reset's first) where a dataset records them
 
 
-def read_hdf5_episodes(path: Path, indices: Iterable[int]) -> Iterator[dict[str, np.ndarray]]:
-    """The arrays of each episode of ``indices`` straight from a Minari hdf5 file, in one open; infos skipped.
+def read_hdf5_episodes(path: Path, indices: Iterable[int]) -> Iterator[dict[str, Any]]:
+    """The arrays of each episode of ``indices`` straight from a Minari hdf5 file, in one open; of the infos only
+    ``success`` is read (as ``{"infos": {"success": ...}}``), where recorded.
 
     Uses h5py's low-level dataset API: its per-object overhead, not the bytes, dominates for ~1000-step episodes.
     """
@@ -114,10 +142,13 @@ def read_hdf5_episodes(path: Path, indices: Iterable[int]) -> Iterator[dict[str,
 
     with h5py.File(path, "r") as file:
         for index in indices:
-            yield {key: read(file, f"episode_{index}/{key}") for key in EPISODE_KEYS}
+            episode: dict[str, Any] = {key: read(file, f"episode_{index}/{key}") for key in EPISODE_KEYS}
+            if f"episode_{index}/{SUCCESS_KEY}" in file:
+                episode["infos"] = {"success": read(file, f"episode_{index}/{SUCCESS_KEY}")}
+            yield episode
 
 
-def _fast_episodes(dataset: Any) -> Iterator[dict[str, np.ndarray]] | None:
+def _fast_episodes(dataset: Any) -> Iterator[dict[str, Any]] | None:
     """Episodes via ``read_hdf5_episodes`` when the dataset is hdf5 with vector observations; else None."""
     path = Path(dataset.storage.data_path) / HDF5_FILE
     vector_obs = isinstance(dataset.observation_space, gym.spaces.Box) and len(dataset.observation_space.shape) == 1
@@ -135,7 +166,9 @@ def flatten_episodes(dataset: Any, fast: bool = True) -> Transitions:
     """
     check_spaces(dataset.observation_space, dataset.action_space, dataset.spec.dataset_id)
     obs_space = dataset.observation_space
-    parts: dict[str, list[np.ndarray]] = {k: [] for k in ("obs", "next_obs", "actions", "rewards", "term", "ends")}
+    keys = ("obs", "next_obs", "actions", "rewards", "term", "ends", "success")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in keys}
+    success_recorded = True
     episodes = _fast_episodes(dataset) if fast else None
     if episodes is None:
         episodes = dataset.storage.get_episodes(dataset.episode_indices)
@@ -152,6 +185,12 @@ def flatten_episodes(dataset: Any, fast: bool = True) -> Transitions:
         ends = np.zeros(steps, dtype=bool)
         ends[-1] = True
         parts["ends"].append(ends | np.asarray(episode["truncations"], dtype=bool).reshape(steps))
+        infos = episode.get("infos")
+        success = infos.get("success") if isinstance(infos, dict) else None
+        if success is not None and len(success) == steps + 1:
+            parts["success"].append(np.asarray(success, dtype=bool).reshape(steps + 1)[1:])
+        else:
+            success_recorded = False
     if not parts["rewards"]:
         raise DatasetError(
             f"Dataset {dataset.spec.dataset_id} holds no transitions. Rebuild or re-download it, or choose another "
@@ -164,6 +203,7 @@ def flatten_episodes(dataset: Any, fast: bool = True) -> Transitions:
         next_obs=np.concatenate(parts["next_obs"]),
         terminals=np.concatenate(parts["term"]),
         episode_ends=np.concatenate(parts["ends"]) | np.concatenate(parts["term"]).astype(bool),
+        successes=np.concatenate(parts["success"]) if success_recorded else None,
     )
     check_finite(transitions, dataset.spec.dataset_id)
     return transitions
