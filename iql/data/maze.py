@@ -20,6 +20,7 @@ The data environment is continuing (``continuing_task=True``, ``reset_target=Fal
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,40 +227,48 @@ def _rollout(
     }
 
 
-def success_rate_of_controller(recipe: MazeRecipe, episodes: int, seed: int, noise: float = 0.0) -> float:
-    """Success rate (0–1) of the waypoint controller from the evaluation start, in evaluation episodes."""
+Actor = Callable[[dict[str, np.ndarray]], np.ndarray]  # observation dict → action
+
+
+def controller_actor(recipe: MazeRecipe, seed: int, noise: float = 0.0) -> Callable[[gym.Env], Actor]:
+    """The waypoint controller towards the goal cell, with Gaussian action noise of std ``noise``."""
+
+    def make(env: gym.Env) -> Actor:
+        controller = WaypointController(env.unwrapped.maze, recipe.map_list)  # type: ignore[attr-defined]
+        goal_cell = find_cell(recipe.map_list, "g")
+        rng = np.random.default_rng(seed)
+
+        def act(obs: dict[str, np.ndarray]) -> np.ndarray:
+            action = controller.action(obs, goal_cell, obs["desired_goal"]) + noise * rng.standard_normal(2)
+            return np.clip(action, -1, 1).astype(np.float32)
+
+        return act
+
+    return make
+
+
+def random_actor(seed: int) -> Callable[[gym.Env], Actor]:
+    """Uniformly random actions from the env's own (seeded) action space."""
+
+    def make(env: gym.Env) -> Actor:
+        env.action_space.seed(seed)
+        return lambda obs: env.action_space.sample()
+
+    return make
+
+
+def success_rate(recipe: MazeRecipe, episodes: int, seed: int, make_actor: Callable[[gym.Env], Actor]) -> float:
+    """Success rate (0–1) from the evaluation start, in evaluation episodes, of the actor ``make_actor`` builds for
+    the evaluation env; an episode ends at its first success."""
     env = recipe.make_env(recipe.eval_episode_steps)
-    controller = WaypointController(env.unwrapped.maze, recipe.map_list)  # type: ignore[attr-defined]
-    goal_cell = find_cell(recipe.map_list, "g")
-    rng = np.random.default_rng(seed)
     wins = 0
     try:
+        act = make_actor(env)
         for i in range(episodes):
             obs, _ = env.reset(seed=seed + i)
             done = False
             while not done:
-                action = controller.action(obs, goal_cell, obs["desired_goal"]) + noise * rng.standard_normal(2)
-                obs, _, terminated, truncated, info = env.step(np.clip(action, -1, 1).astype(np.float32))
-                if info["success"]:
-                    wins += 1
-                    break
-                done = terminated or truncated
-    finally:
-        env.close()
-    return wins / episodes
-
-
-def random_success_rate(recipe: MazeRecipe, episodes: int, seed: int) -> float:
-    """Success rate (0–1) of uniformly random actions from the evaluation start, in evaluation episodes."""
-    env = recipe.make_env(recipe.eval_episode_steps)
-    wins = 0
-    try:
-        env.action_space.seed(seed)
-        for i in range(episodes):
-            env.reset(seed=seed + i)
-            done = False
-            while not done:
-                _, _, terminated, truncated, info = env.step(env.action_space.sample())
+                obs, _, terminated, truncated, info = env.step(act(obs))
                 if info["success"]:
                     wins += 1
                     break

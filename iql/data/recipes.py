@@ -332,8 +332,10 @@ def _maze_contents(recipe: MazeRecipe, seed: int, progress: bool) -> _Contents:
         buffers,
         recipe.spec(recipe.data_episode_steps),
         recipe.spec(recipe.eval_episode_steps),
-        maze.random_success_rate(recipe, recipe.reference_episodes, reference_seed),
-        maze.success_rate_of_controller(recipe, recipe.reference_episodes, reference_seed),
+        maze.success_rate(recipe, recipe.reference_episodes, reference_seed, maze.random_actor(reference_seed)),
+        maze.success_rate(
+            recipe, recipe.reference_episodes, reference_seed, maze.controller_actor(recipe, reference_seed)
+        ),
         "BFS waypoint controller + PD: " + " + ".join(f"{p.kind}(noise={p.noise})×{p.episodes}" for p in recipe.mix),
     )
 
