@@ -108,9 +108,11 @@ def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, pendulum_datas
         "-m",
         "hardware=slurm",
         *TINY,
-        "train.steps=4000",
+        # long enough that the job cannot finish within SLURM's grace period after the requeue's SIGTERM (which
+        # submitit ignores) on a fast machine: 4000 steps took 4 s here, and the job completed instead of requeuing
+        "train.steps=30000",
         "train.log_every=100",
-        "train.eval_every=2000",
+        "train.eval_every=15000",
         "train.checkpoint_every=200",
         f"hydra.sweep.dir={tmp_path}",
     ]
@@ -129,11 +131,11 @@ def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, pendulum_datas
     assert launcher.returncode == 0, output[-3000:]
 
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["steps"] == 4000
+    assert summary["steps"] == 30000
     assert summary["resumed_from_steps"], "the requeued job started over instead of resuming"
-    assert 0 < summary["resumed_from_steps"][0] < 4000
+    assert 0 < summary["resumed_from_steps"][0] < 30000
     steps = [json.loads(line)["step"] for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    assert steps == list(range(100, 4001, 100)), "metrics.jsonl must hold every log step once, in order"
+    assert steps == list(range(100, 30001, 100)), "metrics.jsonl must hold every log step once, in order"
     assert final_slurm_states([job_id]).get(job_id) == "COMPLETED"
 
 
