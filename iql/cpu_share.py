@@ -3,7 +3,9 @@
 Two runs that each take every core fight: on 2 cores two default runs side by side each trained at 25.7 steps/s
 against 124.8 alone, their OpenMP threads spinning while they wait for each other. Each run with automatic threads
 registers here (a lock file it holds for its life, in a per-user folder of the temp dir) and every couple of
-seconds sets its torch threads to cores ÷ live runs, so one run alone keeps every core and two split them.
+seconds sets its torch threads to cores ÷ live runs, so one run alone keeps every core and two split them. Other
+busy processes count too: a core that the rest of the machine kept ≥ 30% busy since the last check (``/proc/stat``
+less this process's own CPU time) is not this run's to take.
 
     with CpuShare(cores=2) as share:        # torch threads: 2 alone, 1 each when another run registers
         for step in ...:
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import math
 import os
 import secrets
 import tempfile
@@ -25,6 +28,25 @@ from typing import IO
 import torch
 
 log = logging.getLogger(__name__)
+
+
+BUSY_CORE = 0.3  # a core that other processes keep this busy (fraction of its time) is left to them
+
+
+def machine_cpu_seconds() -> float | None:
+    """CPU time all processes have used since boot, seconds (``/proc/stat``); None where there is no such file."""
+    try:
+        with open("/proc/stat") as stat:
+            fields = [int(value) for value in stat.readline().split()[1:8]]  # user nice system idle iowait irq softirq
+    except (OSError, ValueError):
+        return None
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_sample() -> tuple[float, float | None, float]:
+    """(wall clock, the machine's CPU seconds, this process's CPU seconds) now."""
+    times = os.times()
+    return time.perf_counter(), machine_cpu_seconds(), times.user + times.system
 
 
 def default_folder() -> Path:
@@ -44,8 +66,11 @@ class CpuShare:
         self._lock: IO[bytes] | None = None
         self._path: Path | None = None
         self._next_check = 0.0
+        self._last_sample = cpu_sample()
 
     def __enter__(self) -> CpuShare:
+        self._last_sample = cpu_sample()
+        time.sleep(0.2)  # a first look at how busy the machine is
         try:
             self.folder.mkdir(parents=True, exist_ok=True)
             self._path = self.folder / f"{os.getpid()}-{secrets.token_hex(3)}.lock"
@@ -80,8 +105,18 @@ class CpuShare:
                 continue  # removed meanwhile
         return max(1, live)
 
+    def cores_busy_elsewhere(self) -> int:
+        """Cores that other processes kept busy since the last call (each ≥ ``BUSY_CORE`` of its time counts)."""
+        (wall, machine, own), (last_wall, last_machine, last_own) = cpu_sample(), self._last_sample
+        self._last_sample = (wall, machine, own)
+        if machine is None or last_machine is None or wall - last_wall < 0.05:
+            return 0
+        elsewhere = max(0.0, (machine - last_machine) - (own - last_own)) / (wall - last_wall)
+        return math.floor(elsewhere + 1.0 - BUSY_CORE)
+
     def threads(self) -> int:
-        return max(1, min(self.most, self.cores // self.live_runs()))
+        free = self.cores - self.cores_busy_elsewhere()
+        return max(1, min(self.most, self.cores // self.live_runs(), free))
 
     def refresh(self) -> None:
         """Set torch's threads to this run's share now."""
