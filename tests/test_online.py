@@ -24,6 +24,7 @@ from iql.data.transforms import ActionScaler, DiscreteActions, ObsNormalizer, Re
 from iql.errors import ConfigError
 from iql.learner import IQLLearner
 from iql.online import FineTuning, ReplayBuffer
+from iql.report.runs import RunRecord, read_run
 
 TINY = ["network.hidden_dims=[32,32]", "train.batch_size=64", "eval.episodes=2", "logger=none", "hardware.threads=1"]
 
@@ -249,6 +250,8 @@ def test_finetuning_run_continues_the_step_axis_and_reports_the_switch(tmp_path:
     assert "online/episode_return" not in rows[-1]  # no episode ended in the last row's span
     saved = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
     assert saved["step"] == 500 and saved["learner"]["step"] == 500 and saved["sampler"]["online"]["appended"] == 300
+    record = read_run(tmp_path)  # the report: the whole axis is the run's length, the switch is marked
+    assert isinstance(record, RunRecord) and (record.switch_step, record.target_steps) == (200, 500)
 
 
 @pytest.mark.slow
@@ -287,3 +290,32 @@ def test_kill_during_the_online_phase_keeps_every_online_transition_once(tmp_pat
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["online_env_steps"] == 1500 and summary["resumed_from_steps"]
     assert summary["offline_score"] is not None
+
+
+@pytest.mark.slow
+def test_a_stop_signal_in_the_online_phase_checkpoints_at_that_step_and_resumes(
+    tmp_path: Path, pendulum_dataset: str
+) -> None:
+    # the path SLURM's pre-timeout signal and Ctrl-C take: stop at a step with a checkpoint, then resume to the end
+    args = [*TINY, "online=finetune", "train.steps=100", "online.steps=800", "train.log_every=50"]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), *args, f"hydra.run.dir={tmp_path}"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    metrics = tmp_path / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.exists() and '"step": 300,' in metrics.read_text()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    stopped = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert 300 <= stopped["step"] < 900 and f"at step {stopped['step']} of 900" in stderr
+    assert stopped["sampler"]["online"]["appended"] == stopped["step"] - 100 == stopped["online"]["env_steps"]
+    result = launch(*args, run_dir=tmp_path)
+    assert result.returncode == 0, result.stderr
+    final = torch.load(tmp_path / "checkpoint.pt", weights_only=False)
+    assert final["sampler"]["online"]["appended"] == 800 and len(final["sampler"]["online"]["rewards"]) == 800

@@ -143,14 +143,6 @@ RECIPES: dict[str, Recipe | MazeRecipe] = {
             "InvertedPendulum-v5 (MuJoCo, terminates when the pole falls): noisy balance controller + random.",
         ),
         Recipe(
-            "inverted-pendulum-random",
-            "iql/inverted-pendulum/random-v0",
-            "InvertedPendulum-v5",
-            (PolicyMix("random", 300),),
-            "inverted_pendulum_controller",
-            "InvertedPendulum-v5, uniformly random actions only (short episodes): a fine-tuning benchmark.",
-        ),
-        Recipe(
             "cartpole-mixed",
             "iql/cartpole/mixed-v0",
             "CartPole-v1",
