@@ -254,6 +254,17 @@ def test_finetuning_run_continues_the_step_axis_and_reports_the_switch(tmp_path:
     assert isinstance(record, RunRecord) and (record.switch_step, record.target_steps) == (200, 500)
 
 
+def test_discrete_actions_finetune_with_one_hot_transitions(tmp_path: Path, cartpole_dataset: str) -> None:
+    result = launch(
+        *TINY, "dataset=cartpole_mixed", "online=finetune", "train.steps=100", "online.steps=200", run_dir=tmp_path
+    )
+    assert result.returncode == 0, result.stderr
+    online = torch.load(tmp_path / "checkpoint.pt", weights_only=False)["sampler"]["online"]
+    assert len(online["actions"]) == 200 and torch.equal(online["actions"].sum(-1), torch.ones(200))
+    assert online["terminals"].sum() >= 1  # CartPole terminates when the pole falls
+    assert json.loads((tmp_path / "summary.json").read_text())["online_episodes"] >= 1
+
+
 @pytest.mark.slow
 def test_kill_during_the_online_phase_keeps_every_online_transition_once(tmp_path: Path, pendulum_dataset: str) -> None:
     args = [
