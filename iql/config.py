@@ -19,6 +19,7 @@ from iql.errors import ConfigError
 ALGORITHMS = ("iql", "bc")
 POLICIES = ("gaussian", "deterministic")
 ACTOR_SCHEDULES = ("cosine", "constant")
+ONLINE_ACTOR_SCHEDULES = ("constant", "cosine")
 ACTIVATIONS = ("relu", "gelu", "tanh", "elu", "silu")
 REWARD_TRANSFORMS = ("none", "locomotion", "antmaze")
 DEVICES = ("auto", "cpu", "cuda")
@@ -100,6 +101,27 @@ class EvalConfig:
 
 
 @dataclass
+class OnlineConfig:
+    """Offline-to-online fine-tuning (paper §5.3): after ``train.steps`` offline updates, ``steps`` environment
+    steps in the dataset's environment, the policy's *sampled* action (clipped to the bounds) acting, each step's
+    transition appended to a replay buffer that starts as the whole dataset, and ``updates_per_step`` updates of the
+    same ``iql_update`` on batches drawn uniformly from it (official ``train_finetune.py``). Off when ``steps`` = 0.
+    """
+
+    steps: int = 0  # environment steps after the offline phase; 0: no online phase (offline training only)
+    updates_per_step: int = 1  # gradient updates per environment step (official: 1)
+    # online transitions the buffer keeps, first in first out; the dataset part is never dropped. None: all of them
+    buffer_capacity: int | None = None
+    # the actor's learning rate online: constant (the base rate, never decayed: the official fine-tuning configs) |
+    # cosine (a fresh cosine decay from the base rate to 0 over the online updates)
+    actor_schedule: str = "constant"
+    temperature: float = 1.0  # std of the sampled Gaussian action × this (official: 1); discrete: logits ÷ this
+    # std of the Gaussian exploration noise added to a deterministic policy's action (algorithm.policy=deterministic;
+    # CORL's expl_noise), in units of the [−1, 1] action range
+    exploration_noise: float = 0.1
+
+
+@dataclass
 class SlurmConfig:
     """What a SLURM job asks for; ``conf/hardware/slurm*.yaml`` pass these to Hydra's submitit launcher."""
 
@@ -155,6 +177,7 @@ class RunConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     hardware: HardwareConfig = field(default_factory=HardwareConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    online: OnlineConfig = field(default_factory=OnlineConfig)
     seed: int = 0
     overrides: list[str] = field(default_factory=list)  # the command-line overrides, for naming runs
 
@@ -228,6 +251,21 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(h.slurm.max_requeues >= 0, "hardware.slurm.max_requeues", h.slurm.max_requeues, "must be ≥ 0")
     _require(isinstance(h.compile, bool), "hardware.compile", h.compile, "true or false")
     _one_of("hardware.matmul_precision", h.matmul_precision, MATMUL_PRECISIONS)
+
+    o = cfg.online
+    _require(
+        isinstance(o.steps, int) and o.steps >= 0, "online.steps", o.steps, "environment steps ≥ 0 (0: no fine-tuning)"
+    )
+    _require(o.updates_per_step >= 1, "online.updates_per_step", o.updates_per_step, "at least 1 update per step")
+    _require(
+        o.buffer_capacity is None or o.buffer_capacity >= 1,
+        "online.buffer_capacity",
+        o.buffer_capacity,
+        "a positive number of online transitions, or null (keep all online.steps of them)",
+    )
+    _one_of("online.actor_schedule", o.actor_schedule, ONLINE_ACTOR_SCHEDULES)
+    _require(o.temperature > 0.0 and math.isfinite(o.temperature), "online.temperature", o.temperature, "must be > 0")
+    _require(o.exploration_noise >= 0.0, "online.exploration_noise", o.exploration_noise, "a std ≥ 0")
 
     _one_of("eval.score", e.score, EVAL_SCORES)
     _require(

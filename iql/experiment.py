@@ -34,12 +34,13 @@ from iql.hardware import keep_freed_memory, resolve_device, shares_cores, thread
 from iql.interrupt import StopOnSignal
 from iql.learner import make_learner
 from iql.logging import SUMMARY_FILE, RunLogger, short_dataset
+from iql.online import FineTuning, ReplayBuffer
 from iql.scoring import METRICS, describe, metric_value, score_of_record
 
 log = logging.getLogger(__name__)
 
 # config sections whose change makes an existing checkpoint belong to a different experiment
-_IDENTITY_SECTIONS = ("algorithm", "network", "dataset", "seed")
+_IDENTITY_SECTIONS = ("algorithm", "network", "dataset", "online", "seed")
 
 
 LOSS_LABELS = {"value_loss": "V", "critic_loss": "Q", "actor_loss": "π"}  # loss names on the progress bar
@@ -68,9 +69,14 @@ def _flatten(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
+def total_steps(cfg: RunConfig) -> int:
+    """Length of the run's step axis: ``train.steps`` offline updates, then ``online.steps`` environment steps."""
+    return cfg.train.steps + cfg.online.steps
+
+
 def _check_same_experiment(saved: dict[str, Any], saved_step: int, cfg: RunConfig, run_dir: Path) -> None:
     """Refuse to continue a checkpoint of another configuration, naming the keys that differ. ``train.steps`` may
-    grow (the run is extended), never fall below the checkpoint's step."""
+    grow (the run is extended), never fall below the checkpoint's step; not in a fine-tuning run."""
     # a key added to the schema after the checkpoint was written counts as its default (the behaviour then)
     before = {**_flatten(_identity(RunConfig())), **_flatten(saved)}
     now = _flatten(_identity(cfg))
@@ -84,7 +90,14 @@ def _check_same_experiment(saved: dict[str, Any], saved_step: int, cfg: RunConfi
             f"The run dir {run_dir} holds a checkpoint of a different configuration: {'; '.join(changed)}. Resume "
             "with the original values, or start in a new directory (hydra.run.dir=...)."
         )
-    if cfg.train.steps < saved_step:
+    saved_train_steps = int(saved.get("train", {}).get("steps", cfg.train.steps))
+    if cfg.online.steps > 0 and saved_train_steps != cfg.train.steps:
+        raise ConfigError(
+            f"train.steps: {saved_train_steps} → {cfg.train.steps}: the offline phase of a fine-tuning run "
+            f"(online.steps={cfg.online.steps}) cannot change length. Resume with train.steps={saved_train_steps}, "
+            "or start in a new directory (hydra.run.dir=...)."
+        )
+    if total_steps(cfg) < saved_step:
         raise ConfigError(
             f"train.steps={cfg.train.steps} is below the step of the checkpoint in {run_dir} ({saved_step}). "
             f"Use train.steps ≥ {saved_step} to continue it, or start in a new directory (hydra.run.dir=...)."
@@ -126,15 +139,13 @@ class Experiment:
                 f"train.batch_size={cfg.train.batch_size} is larger than dataset {cfg.dataset.id} "
                 f"({len(self.data)} transitions). Use a batch size ≤ {len(self.data)}."
             )
-        self.sampler = DeviceSampler(
-            self.data.obs,
-            self.data.actions,
-            self.data.rewards,
-            self.data.next_obs,
-            self.data.terminals,
-            self.device,
-            seed=cfg.seed,
-        )
+        arrays = (self.data.obs, self.data.actions, self.data.rewards, self.data.next_obs, self.data.terminals)
+        online = cfg.online
+        if online.steps > 0:  # fine-tuning: the sampler is the replay buffer the online transitions join
+            capacity = online.buffer_capacity or online.steps
+            self.sampler: DeviceSampler = ReplayBuffer(*arrays, self.device, seed=cfg.seed, capacity=capacity)
+        else:
+            self.sampler = DeviceSampler(*arrays, self.device, seed=cfg.seed)
         self.learner = make_learner(
             self.data.obs_dim,
             self.data.act_dim,
@@ -144,7 +155,22 @@ class Experiment:
             self.device,
             compile=cfg.hardware.compile,
             discrete=self.data.discrete,
+            online_updates=online.steps * online.updates_per_step,
+            online_schedule=online.actor_schedule,
         )
+        self.online: FineTuning | None = None
+        if isinstance(self.sampler, ReplayBuffer):
+            self.online = FineTuning(
+                online,
+                self.data,
+                self.sampler,
+                self.device,
+                cfg.seed,
+                goal_terminals=cfg.dataset.goal_terminals,
+                end_on_success=cfg.eval.end_on_success,
+                max_episode_steps=cfg.eval.max_episode_steps,
+            )
+        self.offline_scores: dict[str, float | None] | None = None  # the evaluation at the switch to online
         self.elapsed_before = 0.0  # wall time of earlier attempts of this run, seconds
         self.best: dict[str, float | None] = dict.fromkeys(METRICS)  # max over evaluations, per metric
         self.last_eval: EvalResult | None = None
@@ -156,6 +182,9 @@ class Experiment:
             _check_same_experiment(saved["identity"], int(saved["step"]), cfg, run_dir)
             self.learner.load_state_dict(saved["learner"])
             self.sampler.load_state_dict(saved["sampler"])
+            if self.online is not None and "online" in saved:
+                self.online.load_state_dict(saved["online"])
+            self.offline_scores = saved.get("offline_scores")
             checkpoint.set_rng_state(saved["rng"])
             self.elapsed_before = float(saved["elapsed_s"])
             self.best.update(
@@ -163,7 +192,7 @@ class Experiment:
                 return_mean=saved["best_return"],
                 success_rate=saved.get("best_success_rate"),
             )
-            self.resumed_from = [*saved.get("resumed_from", []), self.learner.step]
+            self.resumed_from = [*saved.get("resumed_from", []), self.position()]
             self.extended_from = list(saved.get("extended_from", []))
             saved_steps = int(saved["identity"]["train"]["steps"])
             if saved_steps != cfg.train.steps:
@@ -181,12 +210,25 @@ class Experiment:
                     cfg.train.steps,
                 )
             wandb_id = saved.get("wandb_id")
-            log.info("resuming %s from step %d of %d", run_dir, self.learner.step, cfg.train.steps)
-        self.logger = RunLogger(run_dir, cfg, wandb_id=wandb_id, resume_step=self.learner.step)
+            log.info("resuming %s from step %d of %d", run_dir, self.position(), total_steps(cfg))
+            if self.online is not None and self.online.env_steps > 0:
+                log.info(
+                    "the online phase resumes after %d environment steps (%d online transitions in the buffer); the "
+                    "episode that was in flight starts again from a reset",
+                    self.online.env_steps,
+                    self.sampler.size - self.online.buffer.dataset_size,
+                )
+        self.logger = RunLogger(run_dir, cfg, wandb_id=wandb_id, resume_step=self.position())
         if self.data.ref_min_score is None or self.data.ref_max_score is None:
             log.warning(
                 "dataset %s has no reference scores: reporting raw returns, normalized_score is null", cfg.dataset.id
             )
+
+    def position(self) -> int:
+        """The run's step: offline updates so far, then ``train.steps`` + environment steps in the online phase."""
+        if self.online is None:
+            return self.learner.step
+        return min(self.learner.step, self.cfg.train.steps) + self.online.env_steps
 
     def evaluate(self, step: int) -> EvalResult:
         result = evaluate(
@@ -211,7 +253,7 @@ class Experiment:
 
     def save_checkpoint(self, started: float) -> None:
         state = {
-            "step": self.learner.step,
+            "step": self.position(),
             "learner": self.learner.state_dict(),
             "sampler": self.sampler.state_dict(),
             "rng": checkpoint.rng_state(),
@@ -224,19 +266,24 @@ class Experiment:
             "resumed_from": self.resumed_from,
             "extended_from": self.extended_from,
         }
+        if self.online is not None:
+            state["online"] = self.online.state_dict()
+            state["offline_scores"] = self.offline_scores
         checkpoint.save(self.run_dir, state)
 
     def train(self) -> dict[str, Any]:
         cfg, train = self.cfg, self.cfg.train
         started = time.perf_counter()
-        first_step = self.learner.step
+        first_step = self.position()
+        total = total_steps(cfg)
+        switch = train.steps if self.online is not None else None  # the last offline step, evaluated and saved
         train_time = 0.0
         sums: dict[str, torch.Tensor] = {}
         rows = 0
         first_bad = torch.tensor(-1, device=self.device)  # first step with a non-finite loss, tracked on device
         headline, losses_shown = "", ""  # the bar shows the step, steps/s and the last evaluation first, then losses
         bar = tqdm(
-            total=train.steps,
+            total=total,
             initial=first_step,
             desc=f"{cfg.algorithm.name} {short_dataset(cfg.dataset.id)}",
             unit="step",
@@ -247,13 +294,18 @@ class Experiment:
         tick = time.perf_counter()
         try:
             with StopOnSignal() as stop:
-                for step in range(first_step + 1, train.steps + 1):
+                for step in range(first_step + 1, total + 1):
                     if self.cpu_share is not None:
                         self.cpu_share.maybe_refresh()
-                    metrics = self.learner.update(self.sampler.sample(train.batch_size))
-                    for key, value in metrics.items():
-                        sums[key] = sums[key] + value if key in sums else value.clone()
-                    rows += 1
+                    if step <= train.steps:
+                        updates = [self.learner.update(self.sampler.sample(train.batch_size))]
+                    else:  # the online phase: an environment step, then online.updates_per_step updates
+                        assert self.online is not None
+                        updates = self.online.step(self.learner, train.batch_size)
+                    for metrics in updates:
+                        for key, value in metrics.items():
+                            sums[key] = sums[key] + value if key in sums else value.clone()
+                        rows += 1
                     loss_total = torch.stack([v for k, v in metrics.items() if k.endswith("_loss")]).sum()
                     first_bad = torch.where((first_bad < 0) & ~torch.isfinite(loss_total), step, first_bad)
                     bar.update()
@@ -262,7 +314,7 @@ class Experiment:
                         self.save_checkpoint(started)
                         bar.close()
                         stop.hand_over(self._stopped_message(stop.signum, step))
-                    is_last = step == train.steps
+                    is_last = step in (total, switch)  # the end of each phase is logged, evaluated and saved
                     if step % train.log_every and step % train.eval_every and step % train.checkpoint_every:
                         if not is_last:
                             continue
@@ -275,6 +327,8 @@ class Experiment:
                         row.update({f"train/{k}": v for k, v in zip(sums, means, strict=True)})
                         row["train/actor_lr"] = float(self.learner.actor_scheduler.get_last_lr()[0])
                         row["train/steps_per_s"] = (step - first_step) / max(train_time, 1e-9)
+                        if self.online is not None and step > train.steps:
+                            row.update(self.online.drain())
                         sums, rows = {}, 0
                         losses_shown = " ".join(
                             f"{LOSS_LABELS.get(k.removeprefix('train/'), k)} {v:.3g}"
@@ -286,7 +340,14 @@ class Experiment:
                         row.update(result.metrics())
                         metric = score_of_record(cfg.eval.score, result, cfg.dataset.id)
                         headline = describe(metric, metric_value(result, metric))
-                        log.info("step %d/%d: %s", step, train.steps, self._describe_evaluation(result, metric))
+                        log.info("step %d/%d: %s", step, total, self._describe_evaluation(result, metric))
+                        if step == switch:
+                            self.offline_scores = {name: metric_value(result, name) for name in METRICS}
+                            log.info(
+                                "offline phase done at step %d; fine-tuning online for %d environment steps",
+                                step,
+                                cfg.online.steps,
+                            )
                     if row:
                         row["time/wall_s"] = self.elapsed_before + time.perf_counter() - started
                         self.logger.log(step, row)
@@ -297,20 +358,21 @@ class Experiment:
         finally:
             bar.close()
         if self.last_eval is None:  # resumed at the end: the last evaluation was not kept
-            self.evaluate(self.learner.step)
+            self.evaluate(self.position())
         assert self.last_eval is not None
-        trained = self.learner.step - first_step
+        trained = self.position() - first_step
         last = self.last_eval
-        return {
+        metric = score_of_record(cfg.eval.score, last, cfg.dataset.id)
+        summary = {
             # the metric this run is ranked by (eval.score); best_* are maxima over the run's evaluations
-            "score_of_record": score_of_record(cfg.eval.score, last, cfg.dataset.id),
+            "score_of_record": metric,
             "success_rate": last.success_rate,
             "best_success_rate": self.best["success_rate"],
             "normalized_score": last.normalized_score,
             "best_normalized_score": self.best["normalized_score"],
             "return_mean": last.return_mean,
             "best_return_mean": self.best["return_mean"],
-            "steps": self.learner.step,
+            "steps": self.position(),
             "wall_time_s": self.elapsed_before + time.perf_counter() - started,
             "steps_per_s": trained / train_time if train_time > 0 else None,
             "algorithm": cfg.algorithm.name,
@@ -327,6 +389,25 @@ class Experiment:
             "extended_from_steps": self.extended_from,  # train.steps of the runs this one continued to more steps
             "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
         }
+        if self.online is not None:
+            summary.update(self._online_summary(metric))
+        return summary
+
+    def _online_summary(self, metric: str) -> dict[str, Any]:
+        """summary.json's fine-tuning keys: the scores at the switch, the online counts and rates."""
+        assert self.online is not None
+        offline = self.offline_scores or {}
+        return {
+            "offline_score": offline.get(metric),  # the score of record at the switch (end of the offline phase)
+            **{f"offline_{name}": offline.get(name) for name in METRICS},
+            "switch_step": self.cfg.train.steps,
+            "online_env_steps": self.online.env_steps,
+            "online_episodes": self.online.episodes,
+            "online_buffer_size": self.sampler.size,
+            "online_updates_per_step": self.cfg.online.updates_per_step,
+            # this attempt's online steps: env stepping with acting, and the updates, timed apart
+            **{f"online_{key}": value for key, value in self.online.rates().items()},
+        }
 
     def _describe_evaluation(self, result: EvalResult, metric: str) -> str:
         """One ``launch.log`` line per evaluation: the score of record and its best so far, then the other metrics."""
@@ -341,8 +422,8 @@ class Experiment:
         overrides = " ".join(shlex.quote(o) for o in self.cfg.overrides if not o.startswith("hydra.run.dir="))
         resume = f"python launch.py {overrides} hydra.run.dir={shlex.quote(str(self.run_dir))}".replace("  ", " ")
         return (
-            f"Stopped by {signal.Signals(signum).name} at step {step} of {self.cfg.train.steps}; checkpoint written "
-            f"to {self.run_dir / checkpoint.LATEST}. Resume with: {resume}"
+            f"Stopped by {signal.Signals(signum).name} at step {step} of {total_steps(self.cfg)}; checkpoint "
+            f"written to {self.run_dir / checkpoint.LATEST}. Resume with: {resume}"
         )
 
     def _raise_if_diverged(self, first_bad: int, step: int) -> None:
@@ -366,7 +447,7 @@ def finished_summary(cfg: RunConfig, run_dir: Path) -> dict[str, Any] | None:
     if not summary_path.exists():
         return None
     saved = checkpoint.load_latest(run_dir)
-    if saved is None or int(saved["step"]) < cfg.train.steps:
+    if saved is None or int(saved["step"]) < total_steps(cfg):
         return None
     _check_same_experiment(saved["identity"], int(saved["step"]), cfg, run_dir)
     summary: dict[str, Any] = json.loads(summary_path.read_text())
@@ -382,7 +463,7 @@ def run(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
         log.info(
             "%s already holds this run, complete at step %d: nothing to do (raise train.steps to train it longer)",
             run_dir,
-            cfg.train.steps,
+            total_steps(cfg),
         )
         return finished
     hardware = cfg.hardware
@@ -400,4 +481,6 @@ def run(cfg: RunConfig, run_dir: Path, progress: bool = True) -> dict[str, Any]:
             exit_code = 0
             return summary
         finally:
+            if experiment.online is not None:
+                experiment.online.close()
             experiment.logger.finish(exit_code)

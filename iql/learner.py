@@ -70,9 +70,14 @@ class BCLearner:
         device: torch.device | str = "cpu",
         compile: bool = False,
         discrete: bool = False,
+        online_updates: int = 0,
+        online_schedule: str = "constant",
     ) -> None:
         self.algorithm = algorithm
         self.device = torch.device(device)
+        # fine-tuning: after ``total_steps`` offline updates, ``online_updates`` more with the actor's lr constant
+        # (the official fine-tuning configs) or cosine-decayed afresh over them
+        self.online_updates, self.online_schedule = online_updates, online_schedule
         self.discrete = discrete  # act_dim discrete actions, one-hot: categorical policy, one Q output per action
         self.step = 0
         self._build(obs_dim, act_dim, network, total_steps)
@@ -97,9 +102,16 @@ class BCLearner:
         self.actor.to(self.device)
         self.actor_optimizer = _adam(self.actor.parameters(), a.actor_lr, self.device)
         if a.actor_schedule == "cosine":
-            factor = lambda step: losses.cosine_decay(step, total_steps)  # noqa: E731
+            offline = lambda step: losses.cosine_decay(step, total_steps)  # noqa: E731
         else:
-            factor = lambda step: 1.0  # noqa: E731
+            offline = lambda step: 1.0  # noqa: E731
+        online_updates, cosine = self.online_updates, self.online_schedule == "cosine"
+
+        def factor(step: int) -> float:  # the lr of update k + 1 is base · factor(k)
+            if step < total_steps or online_updates == 0:
+                return offline(step)
+            return losses.cosine_decay(step - total_steps, online_updates) if cosine else 1.0
+
         self.actor_scheduler = torch.optim.lr_scheduler.LambdaLR(self.actor_optimizer, factor)
 
     def update(self, batch: Batch) -> dict[str, Tensor]:
@@ -133,6 +145,20 @@ class BCLearner:
         action = self.actor.mean_action(obs).clamp(-1.0, 1.0)
         self.actor.train(was_training)
         return action
+
+    @torch.no_grad()
+    def sample_action(
+        self, obs: Tensor, generator: torch.Generator, temperature: float = 1.0, exploration_noise: float = 0.1
+    ) -> Tensor:
+        """Exploration action for online fine-tuning, (B, O) → (B, A), dropout off: a sample of the Gaussian policy
+        (its std × ``temperature``) clipped to [−1, 1], the deterministic action plus N(0, ``exploration_noise``²)
+        clipped, or a discrete action drawn from softmax(logits / ``temperature``), one-hot."""
+        was_training = self.actor.training
+        self.actor.eval()
+        scale = exploration_noise if isinstance(self.actor, DeterministicPolicy) else temperature
+        action = self.actor.sample_action(obs, generator, scale)
+        self.actor.train(was_training)
+        return action if self.discrete else action.clamp(-1.0, 1.0)
 
     def modules(self) -> dict[str, nn.Module]:
         return {"actor": self.actor}
@@ -189,8 +215,13 @@ def make_learner(
     device: torch.device | str = "cpu",
     compile: bool = False,
     discrete: bool = False,
+    online_updates: int = 0,
+    online_schedule: str = "constant",
 ) -> IQLLearner | BCLearner:
     """The learner ``algorithm.name`` asks for; ``compile`` runs each update as one ``torch.compile``d graph;
-    ``discrete``: ``act_dim`` discrete actions (one-hot), with a categorical policy and per-action Q outputs."""
+    ``discrete``: ``act_dim`` discrete actions (one-hot), with a categorical policy and per-action Q outputs;
+    ``online_updates`` fine-tuning updates follow the ``total_steps`` offline ones (actor lr: ``online_schedule``)."""
     cls = BCLearner if algorithm.name == "bc" else IQLLearner
-    return cls(obs_dim, act_dim, algorithm, network, total_steps, device, compile, discrete)
+    return cls(
+        obs_dim, act_dim, algorithm, network, total_steps, device, compile, discrete, online_updates, online_schedule
+    )

@@ -131,6 +131,13 @@ class GaussianPolicy(nn.Module):
     def mean_action(self, obs: Tensor) -> Tensor:
         return torch.tanh(self.net(obs))
 
+    def sample_action(self, obs: Tensor, generator: torch.Generator, scale: float = 1.0) -> Tensor:
+        """a ~ N(tanh(μ(s)), (scale · exp(log_std))²): (B, O) → (B, A), not clipped (the official
+        ``sample_actions``, whose temperature is ``scale``)."""
+        mean, log_std = self(obs)
+        noise = torch.randn(mean.shape, generator=generator, device=mean.device, dtype=mean.dtype)
+        return mean + scale * log_std.exp() * noise
+
 
 class DeterministicPolicy(nn.Module):
     """a = tanh(μ(s)): obs (B, O) → (B, A) in [−1, 1]."""
@@ -144,6 +151,11 @@ class DeterministicPolicy(nn.Module):
 
     def mean_action(self, obs: Tensor) -> Tensor:
         return self.forward(obs)
+
+    def sample_action(self, obs: Tensor, generator: torch.Generator, scale: float = 0.1) -> Tensor:
+        """tanh(μ(s)) + N(0, scale²) exploration noise (CORL's ``expl_noise``): (B, O) → (B, A), not clipped."""
+        action = self(obs)
+        return action + scale * torch.randn(action.shape, generator=generator, device=action.device, dtype=action.dtype)
 
 
 class CategoricalPolicy(nn.Module):
@@ -160,3 +172,9 @@ class CategoricalPolicy(nn.Module):
         """The greedy action, one-hot (B, n): argmax of the logits."""
         logits = self.net(obs)
         return nn.functional.one_hot(logits.argmax(dim=-1), logits.shape[-1]).to(logits.dtype)
+
+    def sample_action(self, obs: Tensor, generator: torch.Generator, scale: float = 1.0) -> Tensor:
+        """An action drawn from softmax(logits(s) / scale), one-hot (B, n); ``scale`` is a temperature."""
+        logits = self.net(obs)
+        index = torch.multinomial(torch.softmax(logits / scale, dim=-1), 1, generator=generator).squeeze(-1)
+        return nn.functional.one_hot(index, logits.shape[-1]).to(logits.dtype)

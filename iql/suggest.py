@@ -34,6 +34,11 @@ ALIASES = {
     "dropout": "network.actor_dropout",
     "env": "dataset.eval_env",
     "dataset_id": "dataset.id",
+    "online_iterations": "online.steps",
+    "online_steps": "online.steps",
+    "finetune_steps": "online.steps",
+    "replay_buffer_size": "online.buffer_capacity",
+    "buffer_size": "online.buffer_capacity",
 }
 ALIAS_NOTES = {"algorithm.expectile": "τ, the expectile", "algorithm.beta": "β, the inverse temperature"}
 

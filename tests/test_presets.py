@@ -31,7 +31,9 @@ PAPER = {
     "adroit": (0.7, 0.5, 0.1, "none", False, 10, "normalized_return", False),
     "pointmaze": (0.9, 10.0, 0.0, "antmaze", True, 50, "success_rate", True),
 }
-EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+ALL_EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+FINETUNING = [name for name in ALL_EXPERIMENTS if name.endswith("_finetune")]  # offline-to-online presets
+EXPERIMENTS = [name for name in ALL_EXPERIMENTS if name not in FINETUNING]
 DATASETS = sorted(p.stem for p in (CONF / "dataset").glob("*.yaml"))
 
 
@@ -66,6 +68,29 @@ def test_experiment_sets_the_papers_setup(experiment: str) -> None:
     assert cfg.algorithm.name == "iql" and cfg.algorithm.discount == 0.99 and cfg.algorithm.polyak_rate == 0.005
     if experiment != "pointmaze":
         assert cfg.train.steps == 1_000_000  # the paper's budget
+
+
+def test_online_phase_is_off_unless_asked_for() -> None:
+    assert composed().online.steps == 0
+    for experiment in EXPERIMENTS:
+        assert composed(f"experiment={experiment}").online.steps == 0, experiment
+
+
+@pytest.mark.parametrize("experiment", FINETUNING)
+def test_finetuning_presets_add_an_online_phase(experiment: str) -> None:
+    cfg = composed(f"experiment={experiment}")
+    assert cfg.online.steps > 0 and cfg.online.updates_per_step == 1 and cfg.online.actor_schedule == "constant"
+    domain = experiment.removesuffix("_finetune")
+    if domain in PAPER:  # the domain's offline setup, unchanged
+        assert setup(cfg) == PAPER[domain]
+
+
+def test_antmaze_finetuning_is_the_official_one() -> None:
+    # official train_finetune.py + antmaze_finetune_config.py: 1M + 1M steps, no lr decay at all, a 2M buffer
+    cfg = composed("experiment=antmaze_finetune", "dataset=antmaze_medium_play")
+    assert (cfg.train.steps, cfg.online.steps, cfg.online.buffer_capacity) == (1_000_000, 1_000_000, None)
+    assert cfg.algorithm.actor_schedule == "constant" and cfg.train.eval_every == 100_000
+    assert cfg.dataset.id == "D4RL/antmaze/medium-play-v1"
 
 
 @pytest.mark.parametrize("dataset", [d for d in DATASETS if domain_of(d)])

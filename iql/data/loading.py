@@ -12,7 +12,14 @@ import numpy as np
 
 from iql.config import DatasetConfig
 from iql.data import recipes
-from iql.data.transforms import ActionScaler, DiscreteActions, ObsNormalizer, action_codec, transform_rewards  # noqa: E501
+from iql.data.transforms import (
+    ActionScaler,
+    DiscreteActions,
+    ObsNormalizer,
+    RewardTransform,
+    action_codec,
+    fit_reward_transform,
+)
 from iql.data.transitions import Transitions, bellman_terminals, flatten_episodes
 from iql.errors import DatasetError
 
@@ -35,6 +42,7 @@ class PreparedData:
     terminals: np.ndarray
     action_scaler: ActionScaler | DiscreteActions  # learner actions ↔ environment actions
     obs_normalizer: ObsNormalizer
+    reward_transform: RewardTransform  # dataset rewards → training rewards; online rewards get the same
     make_eval_env: Callable[[], gym.Env]
     ref_min_score: float | None
     ref_max_score: float | None
@@ -180,16 +188,18 @@ def prepare(cfg: DatasetConfig) -> PreparedData:
     finally:
         env.close()
     metadata = dataset.storage.metadata
+    reward_transform = fit_reward_transform(transitions, cfg.reward_transform)
     ref_min, ref_max = metadata.get("ref_min_score"), metadata.get("ref_max_score")
     return PreparedData(
         dataset_id=cfg.id,
         obs=normalizer(transitions.obs),
         actions=scaler.to_unit(transitions.actions),
-        rewards=transform_rewards(transitions, cfg.reward_transform),
+        rewards=reward_transform(transitions.rewards),
         next_obs=normalizer(transitions.next_obs),
         terminals=bellman_terminals(transitions, cfg.goal_terminals),
         action_scaler=scaler,
         obs_normalizer=normalizer,
+        reward_transform=reward_transform,
         make_eval_env=make_env,
         ref_min_score=None if ref_min is None else float(ref_min),
         ref_max_score=None if ref_max is None else float(ref_max),

@@ -13,17 +13,34 @@ from iql.errors import DatasetError
 ACTION_CLIP = 1.0 - 1e-5  # dataset actions are clipped to ±(1 − 1e-5) after rescaling, as in the official code
 
 
-def transform_rewards(transitions: Transitions, kind: str) -> np.ndarray:
-    """Rewards (N,) float32 after the transform ``kind``.
+@dataclass(frozen=True)
+class RewardTransform:
+    """r ↦ scale · r + shift, fitted once on the dataset and applied alike to the rewards of online transitions
+    (fine-tuning keeps the offline scale: a locomotion transform is not refitted to the new returns)."""
+
+    kind: str = "none"
+    scale: float = 1.0
+    shift: float = 0.0
+
+    def __call__(self, rewards: np.ndarray) -> np.ndarray:
+        out = np.asarray(rewards, dtype=np.float32)
+        if self.scale != 1.0:
+            out = out * self.scale
+        if self.shift != 0.0:
+            out = out + self.shift
+        return out.astype(np.float32, copy=False)
+
+
+def fit_reward_transform(transitions: Transitions, kind: str) -> RewardTransform:
+    """The reward transform ``kind`` with its constants from the dataset.
 
     none: unchanged. locomotion: r · 1000 / (max − min trajectory return), the paper's MuJoCo normalisation.
     antmaze: r − 1, the paper's AntMaze shift.
     """
-    rewards = transitions.rewards
     if kind == "none":
-        return rewards
+        return RewardTransform(kind)
     if kind == "antmaze":
-        return rewards - 1.0
+        return RewardTransform(kind, shift=-1.0)
     if kind == "locomotion":
         returns = transitions.episode_returns()
         spread = float(returns.max() - returns.min())
@@ -32,8 +49,13 @@ def transform_rewards(transitions: Transitions, kind: str) -> np.ndarray:
                 "dataset.reward_transform=locomotion needs trajectories with different returns, but all "
                 f"{len(returns)} trajectories return {returns[0]:.4g}. Use dataset.reward_transform=none."
             )
-        return (rewards * (1000.0 / spread)).astype(np.float32)
+        return RewardTransform(kind, scale=1000.0 / spread)
     raise DatasetError(f"Unknown reward transform {kind!r}: use none, locomotion or antmaze.")
+
+
+def transform_rewards(transitions: Transitions, kind: str) -> np.ndarray:
+    """Rewards (N,) float32 after the transform ``kind`` (``fit_reward_transform``)."""
+    return fit_reward_transform(transitions, kind)(transitions.rewards)
 
 
 @dataclass

@@ -163,11 +163,14 @@ def curves_png(results: list[ConfigResult], only: list[ConfigResult] | None = No
                 axes.fill_between(steps[band], (mean - std)[band], (mean + std)[band], color=colour, alpha=0.2)
         for baseline in baselines:
             _baseline_band(axes, baseline)
+        switches = sorted({run.switch_step for r, _, _ in lines for run in r.runs if run.switch_step is not None})
+        for switch in switches:  # fine-tuning runs: where the offline phase ends and environment steps begin
+            axes.axvline(switch, color="0.4", linestyle=":", linewidth=1.2, label=f"online from step {switch}")
         if only is not None:
             axes.set_title(f"{results[0].key.dataset_name}: best {len(iql)} trials")
         else:
             axes.set_title(f"τ={tau:g}" if tau is not None else results[0].key.dataset_name)
-        axes.set_xlabel("gradient step")
+        axes.set_xlabel("step (offline updates, then environment steps)" if switches else "gradient step")
         axes.grid(alpha=0.3)
         axes.legend(fontsize=7)
     panels[0].set_ylabel(f"evaluation {metric}")

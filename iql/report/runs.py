@@ -70,6 +70,7 @@ class RunRecord:
     project: str | None  # logger.project
     learning_config: frozenset[str]  # ``key=value`` entries that change what is learned, seed excluded
     error: str | None = None  # the error the run failed with (error.txt), if launch.py recorded one
+    switch_step: int | None = None  # fine-tuning runs: the last offline step (online steps follow it on the axis)
 
     @property
     def finished(self) -> bool:
@@ -190,7 +191,8 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
     metric = score_of_record(summary, rows)
     evals = [(int(row["step"]), float(row[f"eval/{metric}"])) for row in rows if row.get(f"eval/{metric}") is not None]
     best_key = f"best_{metric}"
-    logger, train = _section(config, "logger"), _section(config, "train")
+    logger, train, online = _section(config, "logger"), _section(config, "train"), _section(config, "online")
+    online_steps = int(online.get("steps") or 0)
     ignored = ("overrides=",) + (() if key.expectile is not None else ("algorithm.expectile=", "algorithm.beta="))
     learning = {entry for entry in _flatten(config) if changes_learning(entry) and not entry.startswith(ignored)}
     return RunRecord(
@@ -202,11 +204,12 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
         best_score=summary.get(best_key) if summary else None,
         curve=Curve(tuple(step for step, _ in evals), tuple(score for _, score in evals)),
         last_step=int(rows[-1]["step"]) if rows and "step" in rows[-1] else None,
-        target_steps=train.get("steps"),
+        target_steps=train["steps"] + online_steps if train.get("steps") is not None else None,
         sweep=summary.get("sweep") if summary else None,
         project=logger.get("project"),
         learning_config=frozenset(learning),
         error=_read_error(run_dir) if summary is None else None,
+        switch_step=train.get("steps") if online_steps > 0 else None,
     )
 
 
