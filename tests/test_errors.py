@@ -87,13 +87,15 @@ def test_full_traceback_on_request(tmp_path: Path, pendulum_dataset: str) -> Non
     assert result.returncode != 0 and "Traceback" in result.stderr
 
 
-def test_damaged_dataset_file_fails_clearly(tmp_path: Path, minari_root: Path) -> None:
+def test_damaged_dataset_file_fails_clearly(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from iql.data import recipes
 
+    # a private datasets folder: the session's shared one must keep its pendulum-random intact for later tests
+    monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path / "minari"))
     recipe = recipes.RECIPES["pendulum-random"]
     data_file = recipes.build(recipe, progress=False) / "data" / "main_data.hdf5"
     data_file.write_bytes(data_file.read_bytes()[: data_file.stat().st_size // 2])  # cut short, as by a full disk
-    result = launch(*TINY, f"dataset.id={recipe.dataset_id}", run_dir=tmp_path)
+    result = launch(*TINY, f"dataset.id={recipe.dataset_id}", run_dir=tmp_path / "run")
     assert result.returncode == 2
     assert recipe.dataset_id in result.stderr and "rebuild" in result.stderr
     assert "Traceback" not in result.stderr + result.stdout

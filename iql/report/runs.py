@@ -141,6 +141,15 @@ def _load_mapping(path: Path) -> dict[str, Any] | None:
     return payload if isinstance(payload, dict) else None
 
 
+def _count(value: Any) -> int | None:
+    """A step count from a saved config: None where it is missing or not a number (``.hydra/config.yaml`` keeps
+    interpolations such as ``${oc.env:STEPS,200}`` unresolved)."""
+    try:
+        return int(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
 def _section(config: dict[str, Any], name: str) -> dict[str, Any]:
     section = config.get(name)
     return section if isinstance(section, dict) else {}
@@ -192,7 +201,8 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
     evals = [(int(row["step"]), float(row[f"eval/{metric}"])) for row in rows if row.get(f"eval/{metric}") is not None]
     best_key = f"best_{metric}"
     logger, train, online = _section(config, "logger"), _section(config, "train"), _section(config, "online")
-    online_steps = int(online.get("steps") or 0)
+    online_steps = _count(online.get("steps")) or 0
+    train_steps = _count(train.get("steps"))
     ignored = ("overrides=",) + (() if key.expectile is not None else ("algorithm.expectile=", "algorithm.beta="))
     learning = {entry for entry in _flatten(config) if changes_learning(entry) and not entry.startswith(ignored)}
     return RunRecord(
@@ -204,12 +214,12 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
         best_score=summary.get(best_key) if summary else None,
         curve=Curve(tuple(step for step, _ in evals), tuple(score for _, score in evals)),
         last_step=int(rows[-1]["step"]) if rows and "step" in rows[-1] else None,
-        target_steps=train["steps"] + online_steps if train.get("steps") is not None else None,
+        target_steps=train_steps + online_steps if train_steps is not None else None,
         sweep=summary.get("sweep") if summary else None,
         project=logger.get("project"),
         learning_config=frozenset(learning),
         error=_read_error(run_dir) if summary is None else None,
-        switch_step=train.get("steps") if online_steps > 0 else None,
+        switch_step=train_steps if online_steps > 0 else None,
     )
 
 
