@@ -30,7 +30,8 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from iql.config import RunConfig, unknown_keys
-from iql.errors import ConfigError, Interrupted, IQLError, TrainingDivergedError
+from iql.errors import ERROR_FILE, ConfigError, Interrupted, IQLError, TrainingDivergedError
+from iql.scoring import describe, recorded_metric
 from iql.suggest import describe_key, suggest_keys, suggest_options
 from iql.sweep_table import sweep_table
 
@@ -65,14 +66,10 @@ def to_run_config(cfg: DictConfig, overrides: list[str]) -> RunConfig:
     return run_config
 
 
-ERROR_FILE = "error.txt"  # why a run failed, for ``python -m iql.report``
-
-
 def objective(summary: dict[str, Any]) -> float:
-    """The value an Optuna study maximises: the run's score of record (``summary["score_of_record"]``, else the
-    normalized score, else the return). Raises ``TrainingDivergedError`` when it is missing or not finite."""
-    names = [summary.get("score_of_record", "normalized_score"), "normalized_score", "return_mean"]
-    score = next((summary[name] for name in names if summary.get(name) is not None), None)
+    """The value an Optuna study maximises: the run's score of record (``iql.scoring.recorded_metric``). Raises
+    ``TrainingDivergedError`` when it is missing or not finite."""
+    score = summary.get(recorded_metric(summary))
     if score is None or not math.isfinite(score):
         raise TrainingDivergedError(
             f"The run ended without a finite score of record ({score}); its trial is marked failed. "
@@ -172,9 +169,7 @@ def main(cfg: DictConfig) -> float | None:
             raise
         print(f"Error: {error}", file=sys.stderr)
         sys.exit(2)
-    from iql.scoring import describe
-
-    metric = summary["score_of_record"]
+    metric = recorded_metric(summary)  # a run dir finished by an older version may lack score_of_record
     best = summary.get(f"best_{metric}")
     unit = "%" if metric == "success_rate" else ""
     shown = describe(metric, summary[metric])

@@ -1,5 +1,7 @@
 """Errors a user can cause and fix. The entry point prints them as one paragraph, without a traceback."""
 
+ERROR_FILE = "error.txt"  # in the run dir of a run that failed: its error message (for the report and sweep table)
+
 
 class IQLError(Exception):
     """Base of every error whose message tells the user what to change."""

@@ -76,6 +76,11 @@ def step_successes(infos: dict[str, Any], num_envs: int) -> np.ndarray | None:
     return success & np.asarray(reported, dtype=bool).reshape(num_envs) if reported is not None else success
 
 
+def with_time_limit(env: gym.Env, max_episode_steps: int | None) -> gym.Env:
+    """``env`` truncated after ``max_episode_steps`` steps (``eval.max_episode_steps``); unchanged for None."""
+    return gym.wrappers.TimeLimit(env, max_episode_steps) if max_episode_steps else env
+
+
 def evaluate(
     act: Callable[[torch.Tensor], torch.Tensor],
     make_env: Callable[[], gym.Env],
@@ -98,8 +103,7 @@ def evaluate(
     """
 
     def make() -> gym.Env:
-        env = make_env()
-        return gym.wrappers.TimeLimit(env, max_episode_steps) if max_episode_steps else env
+        return with_time_limit(make_env(), max_episode_steps)
 
     envs = gym.vector.SyncVectorEnv([make] * episodes)
     try:

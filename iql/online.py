@@ -19,7 +19,6 @@ import dataclasses
 import time
 from typing import Any, Protocol
 
-import gymnasium as gym
 import numpy as np
 import torch
 from torch import Tensor
@@ -28,7 +27,7 @@ from iql.config import OnlineConfig
 from iql.data.loading import PreparedData
 from iql.data.sampler import DeviceSampler
 from iql.data.transforms import ACTION_CLIP
-from iql.evaluation import normalized_score
+from iql.evaluation import normalized_score, with_time_limit
 from iql.update import Batch
 
 FIELDS = tuple(field.name for field in dataclasses.fields(Batch))  # obs, actions, rewards, next_obs, terminals
@@ -132,8 +131,7 @@ class FineTuning:
     ) -> None:
         self.cfg, self.data, self.buffer, self.device, self.seed = cfg, data, buffer, device, seed
         self.goal_terminals, self.end_on_success = goal_terminals, end_on_success
-        env = data.make_eval_env()
-        self.env = gym.wrappers.TimeLimit(env, max_episode_steps) if max_episode_steps else env
+        self.env = with_time_limit(data.make_eval_env(), max_episode_steps)
         self.generator = torch.Generator(device=device)  # the sampled actions' noise
         self.generator.manual_seed(seed + 7919)
         self.obs: np.ndarray | None = None  # the current observation (raw); None: reset before the next step

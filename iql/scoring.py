@@ -10,7 +10,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from iql.errors import ConfigError
 
@@ -37,6 +37,15 @@ def score_of_record(setting: str, result: EvalResult, dataset_id: str = "") -> s
     if setting == "auto" and result.success_rate is not None:
         return "success_rate"
     return "normalized_score" if result.normalized_score is not None else "return_mean"
+
+
+def recorded_metric(summary: dict[str, Any]) -> str:
+    """The metric a ``summary.json`` ranks its run by: the ``score_of_record`` it names; for summaries written
+    before that key existed, the first of ``METRICS`` it holds."""
+    named = summary.get("score_of_record")
+    if named in METRICS:
+        return str(named)
+    return next((name for name in METRICS if summary.get(name) is not None), "return_mean")
 
 
 def metric_value(result: EvalResult, metric: str) -> float | None:

@@ -14,6 +14,8 @@ from typing import Any
 
 import yaml
 
+from iql.errors import ERROR_FILE
+
 SCORES = ("success_rate", "normalized_score", "return_mean")
 
 
@@ -52,7 +54,7 @@ def sweep_table(sweep_dir: Path) -> tuple[str, int]:
             rate = f"{steps_per_s:.0f}" if isinstance(steps_per_s, float | int) else "-"
             rows.append((job.name, varying, _score(summary), rate, "done"))
             continue
-        error = (job / "error.txt").read_text().strip().splitlines() if (job / "error.txt").exists() else []
+        error = (job / ERROR_FILE).read_text().strip().splitlines() if (job / ERROR_FILE).exists() else []
         status = "failed" if error else "not finished"
         rows.append((job.name, varying, "-", "-", status))
         log = job / "launch.log"

@@ -139,3 +139,15 @@ def test_a_multirun_ends_with_a_table_of_its_jobs(tmp_path: Path, pendulum_datas
     assert "job 1 failed: algorithm.beta=-1.0 is invalid" in table and str(tmp_path / "1" / "launch.log") in table
     assert f"python -m iql.report {tmp_path}" in table
     assert "Traceback" not in result.stderr
+
+
+def test_a_run_finished_by_an_older_version_is_still_recognised(tmp_path: Path, pendulum_dataset: str) -> None:
+    """Its summary.json predates ``score_of_record``: the final line falls back to the score it holds."""
+    args = [*TINY, "train.steps=50", "train.eval_every=50"]
+    assert launch(*args, run_dir=tmp_path).returncode == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    del summary["score_of_record"]
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    again = launch(*args, run_dir=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "normalized score" in (tmp_path / "launch.log").read_text().splitlines()[-1]

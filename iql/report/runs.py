@@ -14,12 +14,18 @@ from typing import Any
 
 import yaml
 
-from iql.errors import ReportError
-from iql.logging import METRICS_FILE, SUMMARY_FILE, changes_learning, format_value, read_metrics, short_dataset
+from iql.errors import ERROR_FILE, ReportError
+from iql.logging import (
+    METRICS_FILE,
+    SUMMARY_FILE,
+    changes_learning,
+    format_value,
+    read_metrics,
+    short_dataset,
+)
+from iql.scoring import METRICS, recorded_metric
 
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
-ERROR_FILE = "error.txt"  # launch.py writes the error a run failed with here
-SCORES_OF_RECORD = ("success_rate", "normalized_score", "return_mean")  # first present wins, unless the summary says
 _MARKERS = (SUMMARY_FILE, METRICS_FILE, str(HYDRA_CONFIG))
 _NOT_RUNS = {"wandb", ".submitit", ".hydra"}  # folders that never hold run dirs of their own
 
@@ -227,11 +233,9 @@ def score_of_record(summary: dict[str, Any] | None, rows: list[dict[str, Any]]) 
     """The metric a run is judged by: ``summary["score_of_record"]`` when the run names one, else the first of
     success rate, normalized score and return that it holds (in its summary, or in its eval rows while unfinished)."""
     if summary is not None:
-        if summary.get("score_of_record") in SCORES_OF_RECORD:
-            return str(summary["score_of_record"])
-        return next((name for name in SCORES_OF_RECORD if summary.get(name) is not None), "return_mean")
+        return recorded_metric(summary)
     logged = {key for row in rows for key, value in row.items() if value is not None}
-    return next((name for name in SCORES_OF_RECORD if f"eval/{name}" in logged), "return_mean")
+    return next((name for name in METRICS if f"eval/{name}" in logged), "return_mean")
 
 
 def _read_error(run_dir: Path) -> str | None:
