@@ -110,6 +110,12 @@ def test_a_domain_dataset_alone_picks_its_algorithm(dataset: str) -> None:
     assert setup(cfg)[:5] == expected[:5]  # τ, β, dropout, reward transform, goal terminals
 
 
+@pytest.mark.parametrize("dataset", [d for d in DATASETS if domain_of(d) == "adroit"])
+def test_an_adroit_dataset_alone_is_scored_by_return(dataset: str) -> None:
+    # Adroit's envs report info["success"]: eval.score=auto would rank by success and end episodes at the first one
+    assert setup(composed(f"dataset={dataset}"))[5:] == PAPER["adroit"][5:]
+
+
 @pytest.mark.parametrize("dataset", DATASETS)
 def test_every_dataset_preset_composes(dataset: str) -> None:
     assert composed(f"dataset={dataset}").dataset.id
