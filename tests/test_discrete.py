@@ -95,6 +95,9 @@ def test_greedy_evaluation_picks_the_argmax() -> None:
     learner = hand_made_learner()
     obs = torch.randn(4, OBS)
     assert torch.equal(learner.act(obs), torch.tensor([[0.0, 1.0]] * 4))  # logits [0, ln 3]: action 1
+    learner.actor.net = torch.nn.Identity()  # logits = obs (OBS = 3 actions' worth): each row its own argmax
+    rows = torch.tensor([[0.3, -1.0, 0.1], [-2.0, 5.0, 4.9], [0.0, 0.1, 0.2]])
+    assert torch.equal(learner.act(rows), torch.eye(3))
     codec = DiscreteActions(n=3, start=-1)
     assert codec.to_env(np.array([[0.1, 0.7, 0.2], [0.0, 0.0, 1.0]])).tolist() == [0, 1]
 

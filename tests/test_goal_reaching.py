@@ -11,7 +11,7 @@ import gymnasium as gym
 import numpy as np
 import pytest
 import torch
-from conftest import launch
+from conftest import launch, require_robotics
 
 from iql.config import DatasetConfig
 from iql.data import flatten_episodes, open_dataset, prepare, recipes
@@ -22,7 +22,7 @@ from iql.evaluation import EvalResult, evaluate
 from iql.losses import td_target
 from iql.scoring import score_of_record
 
-pytest.importorskip("gymnasium_robotics")
+require_robotics()
 
 
 class ReachAt(gym.Env):

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import launch, sweep_summaries
+from conftest import launch, require_robotics, sweep_summaries
 
-pytest.importorskip("gymnasium_robotics")
+require_robotics()
 
 
 @pytest.mark.slow
