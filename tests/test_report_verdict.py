@@ -6,14 +6,18 @@ from __future__ import annotations
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import yaml
 from conftest import REPO
+
+from iql.report.table import ConfigResult
 
 DATASET = "iql/pendulum/mixed-v0"
 REPS = 300  # enough to test with; the report's default is 2000
@@ -30,6 +34,8 @@ def fake_run(
     steps: int = 100,
     error: str | None = None,
     dataset: str = DATASET,
+    reward_transform: str = "none",
+    actor_dropout: float = 0.0,
 ) -> Path:
     """A run dir as launch.py leaves it: .hydra/config.yaml always; metrics.jsonl and summary.json when it trained
     (``score`` not None); error.txt when it failed."""
@@ -37,7 +43,8 @@ def fake_run(
     config = {
         "seed": seed,
         "algorithm": {"name": algorithm, "expectile": expectile, "beta": beta},
-        "dataset": {"id": dataset},
+        "dataset": {"id": dataset, "reward_transform": reward_transform},
+        "network": {"actor_dropout": actor_dropout},
         "train": {"steps": steps},
         "logger": {"project": "iql"},
     }
@@ -168,6 +175,7 @@ def test_search_is_drawn_as_a_scatter_and_bc_as_a_baseline(tmp_path: Path) -> No
     assert (sweep / "scatter-pendulum-mixed-v0.png").exists() and not (sweep / "heatmap-pendulum-mixed-v0.png").exists()
     markdown = (sweep / "report.md").read_text()
     assert "Search (not a grid), best trials" in markdown and "**No winner named**" in markdown
+    assert "-cn seeds algorithm.expectile=<τ> algorithm.beta=<β> 'seed=range(2,7)'" in markdown  # unused seeds
     assert "P(iql" in markdown and "> bc): not estimated" in markdown  # the best trial has one seed
 
 
@@ -182,7 +190,17 @@ def test_runs_of_different_lengths_are_flagged(tmp_path: Path) -> None:
     )
 
 
-@pytest.mark.parametrize("args", [["--vmin", "50", "--vmax", "10"], ["--reps", "0"], ["--seed", "-3"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--vmin", "50", "--vmax", "10"],
+        ["--reps", "0"],
+        ["--seed", "-3"],
+        ["--default", "0.9"],
+        ["--default", "1.5,10"],
+        ["--default", "0.9,-1"],
+    ],
+)
 def test_bad_report_options_fail_with_one_message(tmp_path: Path, args: list[str]) -> None:
     sweep = fake_sweep(tmp_path / "sweep", {(0.7, 3.0): [50.0, 52.0]})
     result = subprocess.run(
@@ -192,11 +210,165 @@ def test_bad_report_options_fail_with_one_message(tmp_path: Path, args: list[str
     assert args[1] in result.stderr and "pass" in result.stderr
 
 
-def test_fixed_colour_range_is_used(tmp_path: Path) -> None:
+def results_of(sweep: Path) -> list[ConfigResult]:
+    """The report's rows of the runs under ``sweep``, as build_report aggregates them."""
+    from iql.report.runs import RunRecord, find_run_dirs, read_run
+    from iql.report.table import aggregate
+
+    records = [read_run(run_dir) for run_dir in find_run_dirs([sweep])]
+    return aggregate([r for r in records if isinstance(r, RunRecord) and not r.failed_at_start], REPS, 0)
+
+
+def test_fixed_colour_range_sets_the_colour_limits(tmp_path: Path) -> None:
+    from iql.report.figures import heatmap_figure, heatmap_png
+    from iql.report.search import scatter_figure
+
     sweep = fake_sweep(tmp_path / "sweep", {(0.7, 3.0): [50.0, 52.0], (0.9, 3.0): [51.0, 53.0]})
     result = report(sweep, "--vmin", "0", "--vmax", "100")
     assert result.returncode == 0, result.stderr
     assert (sweep / "heatmap-pendulum-mixed-v0.png").read_bytes()[:4] == b"\x89PNG"
+
+    results = results_of(sweep)
+    figures = {
+        "fixed": heatmap_figure(results, None, 0.0, 100.0),
+        "data": heatmap_figure(results),
+        "low end above the data": heatmap_figure(results, None, 60.0, None),
+    }
+    limits = {name: figure.axes[0].images[0].get_clim() for name, figure in figures.items() if figure is not None}
+    # a fixed end is kept as given; the free end never crosses it (an inverted scale would read backwards)
+    assert limits == {"fixed": (0.0, 100.0), "data": (51.0, 52.0), "low end above the data": (60.0, 61.0)}
+    assert (heatmap_png(results, None, 0.0, 100.0) or b"")[:4] == b"\x89PNG"
+    scatter = scatter_figure(results, [], 0.0, 100.0)
+    assert scatter is not None and scatter.axes[0].collections[0].get_clim() == (0.0, 100.0)
+
+
+def test_bc_is_a_horizontal_baseline_line_in_every_curves_panel(tmp_path: Path) -> None:
+    from iql.report.figures import curves_figure
+
+    sweep = fake_sweep(tmp_path / "sweep", {(0.7, 3.0): [50.0, 52.0], (0.9, 3.0): [55.0, 57.0]})
+    for seed, score in enumerate([10.0, 14.0]):
+        fake_run(sweep / f"bc{seed}", seed=seed, score=score, algorithm="bc")
+    figure = curves_figure(results_of(sweep))
+    assert figure is not None and len(figure.axes) == 2  # a panel per τ
+    for axes in figure.axes:
+        baselines = [line for line in axes.get_lines() if str(line.get_label()).startswith("BC")]
+        assert len(baselines) == 1, "BC must be one line per panel"
+        (line,) = baselines
+        assert np.asarray(line.get_ydata()).tolist() == [12.0, 12.0], "at BC's mean final score"
+        assert np.asarray(line.get_xdata()).tolist() == [0, 1] and line.get_transform() == axes.get_yaxis_transform(), (
+            "across the panel's whole width (axes coordinates), not at a step"
+        )
+        assert line.get_linestyle() == "--" and line.get_marker() in ("None", "", None), "a line, not a dot"
+        assert "BC final 12.0 ± 2.8 (n=2)" in str(line.get_label())
+
+
+def test_probability_of_improvement_over_bc_is_a_number_in_the_report(tmp_path: Path) -> None:
+    from rliable import metrics
+
+    best, bc = [80.0, 70.0, 75.0], [72.0, 60.0, 65.0]
+    sweep = fake_sweep(tmp_path / "sweep", {(0.9, 3.0): best, (0.7, 3.0): [50.0, 52.0, 51.0]})
+    for seed, score in enumerate(bc):
+        fake_run(sweep / f"bc{seed}", seed=seed, score=score, algorithm="bc")
+    result = report(sweep)
+    assert result.returncode == 0, result.stderr
+    markdown = (sweep / "report.md").read_text()
+    found = re.search(r"P\(iql τ=0\.9 β=3 > bc\) = (\d\.\d\d) \[(\d\.\d\d), (\d\.\d\d)\]", markdown)
+    assert found, markdown
+    point, low, high = map(float, found.groups())
+    expected = metrics.probability_of_improvement(np.array(best).reshape(-1, 1), np.array(bc).reshape(-1, 1))
+    assert point == round(float(expected), 2) == 0.89  # 8 of the 9 pairs of runs
+    assert low <= point <= high
+
+
+# the three domains' saved-config signals → the paper's default (τ, β) and the report's wording
+DOMAINS: dict[str, tuple[dict[str, Any], str, str]] = {
+    "antmaze": ({"reward_transform": "antmaze"}, "τ=0.9 β=10", "the paper's AntMaze (goal-reaching) default"),
+    "kitchen": ({"actor_dropout": 0.1}, "τ=0.7 β=0.5", "the paper's Kitchen/Adroit default"),
+    "locomotion": ({"reward_transform": "locomotion"}, "τ=0.7 β=3", "the paper's locomotion default"),
+}
+PAIRS = {(0.9, 10.0): [60.0, 62.0, 61.0], (0.7, 0.5): [50.0, 52.0, 51.0], (0.7, 3.0): [40.0, 42.0, 41.0]}
+
+
+@pytest.mark.parametrize("domain", sorted(DOMAINS))
+def test_best_is_compared_with_the_papers_default_for_the_runs_domain(tmp_path: Path, domain: str) -> None:
+    signals, default, why = DOMAINS[domain]
+    sweep = fake_sweep(tmp_path / "sweep", {(0.8, 1.0): [80.0, 82.0, 81.0], **PAIRS}, **signals)
+    result = report(sweep)
+    assert result.returncode == 0, result.stderr
+    markdown = (sweep / "report.md").read_text()
+    assert f"- Default: {default}, {why}" in markdown
+    assert f"P(iql τ=0.8 β=1 > iql {default} (the default)) = 1.00" in markdown
+    assert markdown.count("(the default)") == 1, "only the domain's default is the default"
+    assert f"default {default} ({why}" in result.stdout
+
+
+def test_default_named_on_the_command_line(tmp_path: Path) -> None:
+    sweep = fake_sweep(tmp_path / "sweep", {(0.8, 1.0): [80.0, 82.0, 81.0], **PAIRS}, reward_transform="antmaze")
+    result = report(sweep, "--default", "0.7,3")
+    assert result.returncode == 0, result.stderr
+    markdown = (sweep / "report.md").read_text()
+    assert "- Default: τ=0.7 β=3, named with --default." in markdown
+    assert "P(iql τ=0.8 β=1 > iql τ=0.7 β=3 (the default))" in markdown and "τ=0.9 β=10 (the default)" not in markdown
+
+    result = report(sweep, "--default", "0.6,2")
+    assert result.returncode == 0, result.stderr
+    markdown = (sweep / "report.md").read_text()
+    assert "- Default: τ=0.6 β=2, named with --default; no finished run at it, so P(best > default) is not" in markdown
+    assert "(the default)" not in markdown
+
+
+def test_no_default_where_the_runs_domains_disagree(tmp_path: Path) -> None:
+    sweep = fake_sweep(tmp_path / "sweep", {(0.8, 1.0): [80.0, 82.0, 81.0], (0.7, 3.0): [40.0, 42.0, 41.0]})
+    fake_sweep(tmp_path / "sweep" / "maze", {(0.9, 10.0): [60.0, 62.0, 61.0]}, reward_transform="antmaze")
+    result = report(sweep)
+    assert result.returncode == 0, result.stderr
+    markdown = (sweep / "report.md").read_text()
+    assert (
+        "- No default compared with: the runs' configs point to different paper defaults (τ=0.7 β=3, τ=0.9 β=10); "
+        "name the one to compare with: --default τ,β." in markdown
+    )
+    assert "(the default)" not in markdown
+
+
+@pytest.mark.parametrize(
+    "preset",
+    [f"experiment={p.stem}" for p in sorted((REPO / "conf" / "experiment").glob("*.yaml"))]
+    + [f"dataset={p.stem}" for p in sorted((REPO / "conf" / "dataset").glob("*.yaml"))],
+)
+def test_paper_default_is_the_presets_own(tmp_path: Path, preset: str) -> None:
+    """Every preset's saved config leads the report to the (τ, β) that preset trains with."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from omegaconf import OmegaConf
+
+    from iql.config import RunConfig
+    from iql.report.runs import RunRecord, read_run
+    from iql.report.verdict import paper_default
+
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[preset])
+    (tmp_path / ".hydra").mkdir()
+    (tmp_path / ".hydra" / "config.yaml").write_text(OmegaConf.to_yaml(cfg))  # as Hydra saves it for a run
+    record = read_run(tmp_path)
+    assert isinstance(record, RunRecord)
+    default = paper_default(record)
+    assert (default.expectile, default.beta) == (cfg.algorithm.expectile, cfg.algorithm.beta)
+
+
+def test_a_trial_seeded_by_its_job_number_keeps_that_seed(tmp_path: Path) -> None:
+    """tau_beta_optuna's ``seed: ${hydra:job.num}`` stays unresolved in .hydra/config.yaml: a trial that failed at
+    start-up is listed with its job's number as its seed, not as unreadable."""
+    sweep = fake_sweep(tmp_path / "sweep", {(0.7, 3.0): [50.0, 52.0]})
+    run_dir = fake_run(sweep / "7", seed=0, score=None, expectile=0.9, error="train.steps=-1 is invalid")
+    config = yaml.safe_load((run_dir / ".hydra" / "config.yaml").read_text())
+    (run_dir / ".hydra" / "config.yaml").write_text(yaml.safe_dump(config | {"seed": "${hydra:job.num}"}))
+    (run_dir / ".hydra" / "hydra.yaml").write_text(yaml.safe_dump({"hydra": {"job": {"num": 7}}}))
+    result = report(sweep)
+    assert result.returncode == 0, result.stderr
+    markdown = (sweep / "report.md").read_text()
+    assert "3 run dirs, 2 finished, 0 incomplete, 1 failed at start-up, 0 unreadable" in markdown
+    assert "| `7` | iql τ=0.9 β=3 | 7 | train.steps=-1 is invalid |" in markdown
 
 
 def test_across_datasets_iqm_pools_seeds_and_datasets(tmp_path: Path) -> None:

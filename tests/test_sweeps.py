@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import launch, sweep_summaries
+from conftest import REPO, launch, sweep_summaries
 
 TINY = ["network.hidden_dims=[32,32]", "train.batch_size=64", "eval.episodes=2", "logger=none", "train.steps=100"]
 SWEEPS = sorted(p.stem for p in (Path(__file__).resolve().parents[1] / "sweeps").glob("*.yaml"))
@@ -16,6 +16,40 @@ def test_every_sweep_composes(sweep: str) -> None:
     result = launch("-cd", "sweeps", "-cn", sweep, "--cfg", "hydra")
     assert result.returncode == 0, result.stderr
     assert "mode: MULTIRUN" in result.stdout and "params:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("overrides", "batch"),
+    [
+        ([], 4),
+        (["hydra/launcher=submitit_local", "hardware.jobs_per_node=4"], 4),
+        (["hardware=slurm"], 8),
+        (["hardware=slurm_gpu", "hardware.slurm.array_parallelism=12"], 12),
+        (["hardware=slurm", "hydra.sweeper.n_jobs=3"], 3),
+    ],
+)
+def test_optuna_trials_run_in_batches_of_the_slurm_array_parallelism(overrides: list[str], batch: int) -> None:
+    """On SLURM a batch of trials is one job array filling its parallel slots; elsewhere 4 trials; n_jobs wins."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.config_store import ConfigStore
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from iql.config import RunConfig
+
+    ConfigStore.instance().store(name="run_schema", node=RunConfig)
+    with initialize_config_dir(config_dir=str(REPO / "sweeps"), version_base="1.3"):  # -cd sweeps: conf/ stays
+        cfg = compose(
+            "tau_beta_optuna",
+            overrides=[*overrides, f"hydra.searchpath=[file://{REPO / 'conf'}]"],
+            return_hydra_config=True,
+        )
+    sweeper = instantiate(cfg.hydra.sweeper)  # as Hydra builds it: interpolations resolved against the whole config
+    assert sweeper.sweeper.n_jobs == batch
+    if "slurm" in " ".join(overrides) and "hydra.sweeper.n_jobs=3" not in overrides:
+        assert cfg.hydra.launcher.array_parallelism == batch
+    container = OmegaConf.to_container(cfg)
+    assert isinstance(container, dict) and container["seed"] == "${hydra:job.num}", "each trial runs its own seed"
 
 
 @pytest.mark.slow
@@ -48,6 +82,7 @@ def test_optuna_search_runs_in_parallel_locally_and_resumes(tmp_path: Path, pend
     result = launch(*search, *parallel, f"hydra.sweep.dir={first}", timeout=600)
     assert result.returncode == 0, result.stderr[-3000:]
     assert all(s["threads"] == 1 for s in sweep_summaries(first)) and len(sweep_summaries(first)) == 2
+    assert sorted(s["seed"] for s in sweep_summaries(first)) == [0, 1], "each trial runs its job number as seed"
 
     resume = [f"hydra.sweeper.storage=sqlite:///{first}/optuna.db", "hydra.sweeper.sampler.seed=1"]
     result = launch(*search, *resume, f"hydra.sweep.dir={second}")

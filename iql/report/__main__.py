@@ -6,6 +6,7 @@ python -m iql.report multirun/2026-11-24/16-58-29            # a sweep dir: writ
 python -m iql.report outputs/a outputs/b --out reports/ab    # some run dirs, report elsewhere
 python -m iql.report multirun/2026-11-24/16-58-29 --wandb    # also log the table and figures to W&B
 python -m iql.report multirun/2026-11-24/16-58-29 --vmin 0 --vmax 100 --reps 10000   # fixed colours, finer CIs
+python -m iql.report multirun/2026-11-24/16-58-29 --default 0.9,10   # compare the best with τ 0.9, β 10
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import sys
 from pathlib import Path
 
-from iql.errors import IQLError
+from iql.errors import IQLError, ReportError
 
 
 def _default_out(paths: list[Path]) -> Path:
@@ -23,6 +24,17 @@ def _default_out(paths: list[Path]) -> Path:
     if len(paths) == 1:
         return paths[0]
     return Path(os.path.commonpath([os.path.abspath(path) for path in paths]))
+
+
+def parse_default(text: str) -> tuple[float, float]:
+    """``0.9,10`` → ``(0.9, 10.0)``; raises ``ReportError`` for anything but two numbers."""
+    try:
+        tau, beta = (float(part) for part in text.split(","))
+    except ValueError:
+        raise ReportError(
+            f"--default {text} is not a (τ, β) pair: pass τ,β without spaces, e.g. --default 0.9,10."
+        ) from None
+    return tau, beta
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -36,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0, help="seed of the bootstrap (default 0): same seed, same CIs")
     parser.add_argument("--vmin", type=float, help="fixed low end of the heatmap/scatter colour scale")
     parser.add_argument("--vmax", type=float, help="fixed high end of the heatmap/scatter colour scale")
+    parser.add_argument(
+        "--default",
+        metavar="τ,β",
+        help="the (τ, β) the best is compared with (default: the paper's for the runs' domain, from their config: "
+        "AntMaze 0.9,10; Kitchen/Adroit 0.7,0.5; else 0.7,3)",
+    )
     args = parser.parse_args(argv)
 
     from iql.report.build import build_report
@@ -43,7 +61,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         out = args.out or _default_out(args.paths)
-        report = build_report(args.paths, out, args.reps, args.seed, args.vmin, args.vmax)
+        default = None if args.default is None else parse_default(args.default)
+        report = build_report(args.paths, out, args.reps, args.seed, args.vmin, args.vmax, default)
         finished = sum(1 for run in report.runs if run.finished)
         print(f"{len(report.runs)} readable run dirs: {finished} finished, {len(report.incomplete)} incomplete", end="")
         print(f", {len(report.failed)} failed at start-up", end="")
@@ -56,6 +75,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"  {dataset_id}: winner {winner.key.label}, final {format_mean_std(*winner.final)}")
             else:
                 print(f"  {dataset_id}: no winner named: {comparison.reason}")
+            if comparison.default is not None:
+                print(f"  {dataset_id}: default {comparison.default.label} ({comparison.default.why})")
         for path in report.files:
             print(f"wrote {path}")
         if args.wandb:

@@ -9,6 +9,7 @@ Every file is written atomically (temporary sibling + rename), so a reader never
 
 from __future__ import annotations
 
+import math
 import os
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -112,12 +113,16 @@ def _dataset_section(report: Report, comparison: Comparison) -> list[str]:
         ranked = "; ".join(
             f"#{rank} {r.key.label}: {format_mean_std(*r.final)} (n={len(r.seeds)})" for rank, r in enumerate(top, 1)
         )
+        fresh = 1 + max(run.seed for run in report.runs if run.key.dataset_id == dataset_id)  # seeds no trial used
         lines += [
             "",
-            f"Search (not a grid), best trials by final {metric}: {ranked}. Ranked first is not shown to be better: "
-            "rerun the best with repeats (`python launch.py -cd sweeps -cn seeds algorithm.expectile=<τ> "
-            "algorithm.beta=<β>`) and compare those.",
+            f"Search (not a grid), best trials by final {metric}: {ranked}. Ranked first is not shown to be better "
+            "(the best of many noisy trials is flattered by its luck): rerun the best with repeats on seeds the "
+            f"search did not use (`python launch.py -cd sweeps -cn seeds algorithm.expectile=<τ> "
+            f"algorithm.beta=<β> 'seed=range({fresh},{fresh + 5})'`) and compare those.",
         ]
+    if comparison.default_note:
+        lines.append(f"- {comparison.default_note}")
     lines += [f"- {improvement.text}" for improvement in comparison.improvements]
     lines += [f"- Warning: {warning}" for warning in comparison.warnings]
     lines += ["", to_markdown(results, comparison.winner)]
@@ -202,11 +207,18 @@ def build_report(
     seed: int = DEFAULT_SEED,
     vmin: float | None = None,
     vmax: float | None = None,
+    default: tuple[float, float] | None = None,
 ) -> Report:
     """Read every run under ``paths`` and write ``report.md``, ``report.csv`` and per dataset ``heatmap-`` (a grid)
     or ``scatter-`` (a search), ``intervals-`` and ``curves-<dataset>.png`` into ``out_dir`` (each file
     atomically). Intervals use ``reps`` bootstrap resamples drawn with ``seed``; ``vmin``/``vmax`` fix the colour
-    range of the heatmap and scatter. Raises ``ReportError`` when there is no run or an argument is out of range."""
+    range of the heatmap and scatter; ``default`` is the (τ, β) the best is compared with (else the paper's for the
+    runs' domain). Raises ``ReportError`` when there is no run or an argument is out of range."""
+    if default is not None and not (0 < default[0] < 1 and 0 <= default[1] < math.inf):
+        tau, beta = default
+        raise ReportError(
+            f"--default {tau:g},{beta:g} is not an IQL (τ, β): pass τ in (0, 1) and β ≥ 0, e.g. --default 0.9,10."
+        )
     if reps < 1:
         raise ReportError(f"--reps {reps} is not a number of bootstrap resamples: pass --reps 2000 (or more).")
     if not 0 <= seed < 2**32:
@@ -243,7 +255,7 @@ def build_report(
     )
     for dataset_id, results in report.by_dataset.items():
         dataset_runs = [run for run in runs if run.key.dataset_id == dataset_id]
-        comparison = compare(dataset_id, results, dataset_runs, reps, seed)
+        comparison = compare(dataset_id, results, dataset_runs, reps, seed, default)
         report.comparisons[dataset_id] = comparison
         failed = [run for run in report.failed if run.key.dataset_id == dataset_id]
         figures = {

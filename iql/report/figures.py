@@ -1,8 +1,8 @@
 """The report's figures for one dataset: a τ×β heatmap of the final score, learning curves per configuration and the
 IQM intervals of the configurations (the τ–β scatter of a search is in ``iql.report.search``).
 
-Figures are built on matplotlib's object API with the Agg canvas (no pyplot, no display, no global state) and
-returned as PNG bytes.
+Figures are built on matplotlib's object API with the Agg canvas (no pyplot, no display, no global state) by the
+``*_figure`` helpers (which tests inspect) and returned as PNG bytes by the ``*_png`` functions.
 """
 
 from __future__ import annotations
@@ -41,6 +41,20 @@ def baseline_text(results: list[ConfigResult]) -> str:
     return "; ".join(parts)
 
 
+def colour_range(values: np.ndarray, vmin: float | None = None, vmax: float | None = None) -> tuple[float, float]:
+    """(low, high) of a colour scale: the finite ``values``' range, either end fixed by ``vmin``/``vmax``; an end
+    that is not fixed moves away where the range would be empty (one value, or a fixed end beyond the data)."""
+    finite = values[np.isfinite(values)]
+    low = vmin if vmin is not None else (float(finite.min()) if finite.size else 0.0)
+    high = vmax if vmax is not None else (float(finite.max()) if finite.size else 1.0)
+    if low >= high:
+        if vmin is None:
+            low = high - 1.0
+        if vmax is None:
+            high = low + (2.0 if vmin is None else 1.0)
+    return low, high
+
+
 def heatmap_png(
     results: list[ConfigResult],
     winner: ConfigResult | None = None,
@@ -51,6 +65,17 @@ def heatmap_png(
     annotated with mean ± std and the seed count. Only a ``winner`` (a configuration whose interval separates it
     from the rest) is outlined. The colour range is the data's unless ``vmin``/``vmax`` fix it (so that a 3-point
     spread does not look like a landscape). None when there is no IQL run."""
+    figure = heatmap_figure(results, winner, vmin, vmax)
+    return None if figure is None else png(figure)
+
+
+def heatmap_figure(
+    results: list[ConfigResult],
+    winner: ConfigResult | None = None,
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Figure | None:
+    """The figure of ``heatmap_png``: one axes whose image holds the τ × β means."""
     grid = {(r.key.expectile, r.key.beta): r for r in results if r.key.expectile is not None and r.key.beta is not None}
     if not grid:
         return None
@@ -64,11 +89,7 @@ def heatmap_png(
     figure = Figure(figsize=(2.0 + 1.3 * len(betas), 1.6 + 0.9 * len(taus)), layout="constrained")
     axes = figure.add_subplot()
     cmap = colormaps["viridis"].with_extremes(bad="0.85")
-    finite = means[np.isfinite(means)]
-    low, high = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-    low, high = low if vmin is None else vmin, high if vmax is None else vmax
-    if low >= high:
-        low, high = low - 1.0, high + 1.0
+    low, high = colour_range(means, vmin, vmax)
     image = axes.imshow(np.ma.masked_invalid(means), cmap=cmap, vmin=low, vmax=high, origin="lower", aspect="auto")
     colorbar = figure.colorbar(image, ax=axes)
     colorbar.set_label(f"final {metric} (mean over seeds)")
@@ -100,7 +121,7 @@ def heatmap_png(
     baseline = baseline_text(results)
     verdict = "winner outlined" if winner is not None and winner in grid.values() else "no winner: intervals overlap"
     axes.set_title(f"{title}\n{baseline}; {verdict}" if baseline else f"{title}\n{verdict}", fontsize=10)
-    return png(figure)
+    return figure
 
 
 def mean_curve(result: ConfigResult) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -130,6 +151,12 @@ def curves_png(results: list[ConfigResult], only: list[ConfigResult] | None = No
     band ± one std), or one panel of the ``only`` configurations (a search's best trials); the non-IQL baselines
     (BC) as a horizontal line at their final score with a ± std band in every panel. None when no run has
     evaluated yet."""
+    figure = curves_figure(results, only)
+    return None if figure is None else png(figure)
+
+
+def curves_figure(results: list[ConfigResult], only: list[ConfigResult] | None = None) -> Figure | None:
+    """The figure of ``curves_png``: one axes per panel."""
     if not any(run.curve.steps for result in results for run in result.runs):
         return None
     baselines = [r for r in results if r.key.expectile is None]
@@ -175,7 +202,7 @@ def curves_png(results: list[ConfigResult], only: list[ConfigResult] | None = No
         axes.legend(fontsize=7)
     panels[0].set_ylabel(f"evaluation {metric}")
     figure.suptitle(f"{results[0].key.dataset_name}: learning curves, mean ± std over seeds")
-    return png(figure)
+    return figure
 
 
 def intervals_png(results: list[ConfigResult]) -> bytes | None:

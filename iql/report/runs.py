@@ -26,6 +26,8 @@ from iql.logging import (
 from iql.scoring import METRICS, recorded_metric
 
 HYDRA_CONFIG = Path(".hydra") / "config.yaml"
+HYDRA_RUNTIME = Path(".hydra") / "hydra.yaml"  # Hydra's own config of the job: hydra.job.num
+JOB_NUM_SEED = "${hydra:job.num}"  # a seed that is the job's number in its sweep
 _MARKERS = (SUMMARY_FILE, METRICS_FILE, str(HYDRA_CONFIG))
 _NOT_RUNS = {"wandb", ".submitit", ".hydra"}  # folders that never hold run dirs of their own
 
@@ -77,6 +79,9 @@ class RunRecord:
     learning_config: frozenset[str]  # ``key=value`` entries that change what is learned, seed excluded
     error: str | None = None  # the error the run failed with (error.txt), if launch.py recorded one
     switch_step: int | None = None  # fine-tuning runs: the last offline step (online steps follow it on the axis)
+    # the saved config's domain signals (None when it does not say): which paper (τ, β) is the default to beat
+    reward_transform: str | None = None  # dataset.reward_transform: none | locomotion | antmaze (goal reaching)
+    actor_dropout: float | None = None  # network.actor_dropout: 0.1 in the Kitchen/Adroit presets
 
     @property
     def finished(self) -> bool:
@@ -178,7 +183,17 @@ def _key(algorithm: str, dataset_id: str, expectile: Any, beta: Any) -> ConfigKe
     return ConfigKey(dataset_id, algorithm, float(expectile), float(beta))
 
 
-def _identity(summary: dict[str, Any] | None, config: dict[str, Any]) -> tuple[ConfigKey, int] | None:
+def _seed(value: Any, run_dir: Path) -> int:
+    """A seed from a saved config. ``${hydra:job.num}`` (sweeps/tau_beta_optuna.yaml: each trial's seed is its job
+    number) stays unresolved in .hydra/config.yaml and is read from .hydra/hydra.yaml. Raises ValueError (or
+    KeyError, TypeError) when neither tells."""
+    if value == JOB_NUM_SEED:
+        hydra = _section(_load_mapping(run_dir / HYDRA_RUNTIME) or {}, "hydra")
+        value = _section(hydra, "job")["num"]
+    return int(value)
+
+
+def _identity(summary: dict[str, Any] | None, config: dict[str, Any], run_dir: Path) -> tuple[ConfigKey, int] | None:
     """(configuration, seed) from summary.json, else from .hydra/config.yaml; None when neither tells."""
     if summary is not None:
         try:
@@ -188,8 +203,20 @@ def _identity(summary: dict[str, Any] | None, config: dict[str, Any]) -> tuple[C
             pass
     try:
         algorithm, dataset = config["algorithm"], config["dataset"]
-        return _key(algorithm["name"], dataset["id"], algorithm["expectile"], algorithm["beta"]), int(config["seed"])
+        key = _key(algorithm["name"], dataset["id"], algorithm["expectile"], algorithm["beta"])
+        return key, _seed(config["seed"], run_dir)
     except (KeyError, TypeError, ValueError):
+        return None
+
+
+def _text(value: Any) -> str | None:
+    return str(value) if value is not None else None
+
+
+def _number(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
         return None
 
 
@@ -197,7 +224,7 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
     """Read one run dir: its configuration, final and best score (when finished) and its evaluation curve."""
     summary = _load_mapping(run_dir / SUMMARY_FILE)
     config = _load_mapping(run_dir / HYDRA_CONFIG) or {}
-    identity = _identity(summary, config)
+    identity = _identity(summary, config, run_dir)
     if identity is None:
         state = "an unreadable summary.json" if (run_dir / SUMMARY_FILE).exists() else "no summary.json"
         return UnreadableRun(run_dir, f"{state} and no readable {HYDRA_CONFIG}: its τ, β and seed are unknown")
@@ -226,6 +253,8 @@ def read_run(run_dir: Path) -> RunRecord | UnreadableRun:
         learning_config=frozenset(learning),
         error=_read_error(run_dir) if summary is None else None,
         switch_step=train_steps if online_steps > 0 else None,
+        reward_transform=_text(_section(config, "dataset").get("reward_transform")),
+        actor_dropout=_number(_section(config, "network").get("actor_dropout")),
     )
 
 

@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from iql.report.figures import METRIC_LABELS, baseline_text, png
+from iql.report.figures import METRIC_LABELS, baseline_text, colour_range, png
 from iql.report.runs import ConfigKey, RunRecord
 from iql.report.table import ConfigResult
 
@@ -45,7 +45,19 @@ def scatter_png(
     vmax: float | None = None,
 ) -> bytes | None:
     """τ (y) against β (x, log) of one dataset's IQL trials, coloured by the final score (IQM over seeds, or the one
-    seed's score); the best trials ringed and numbered, failed trials as grey crosses. None without IQL runs."""
+    seed's score); the best trials ringed and numbered, failed trials as grey crosses. The colour range is the
+    scores' unless ``vmin``/``vmax`` fix it. None without IQL runs."""
+    figure = scatter_figure(results, failed, vmin, vmax)
+    return None if figure is None else png(figure)
+
+
+def scatter_figure(
+    results: list[ConfigResult],
+    failed: list[RunRecord],
+    vmin: float | None = None,
+    vmax: float | None = None,
+) -> Figure | None:
+    """The figure of ``scatter_png``: one axes whose first collection is the finished trials, coloured by score."""
     iql = [r for r in results if r.key.expectile is not None and r.key.beta is not None]
     failed_iql = [run for run in failed if run.key.expectile is not None and run.key.beta is not None]
     if not iql and not failed_iql:
@@ -57,12 +69,13 @@ def scatter_png(
     axes.set_xscale("log")
     if finished:
         scores = np.array([r.score for r in finished])
+        low, high = colour_range(scores, vmin, vmax)
         image = axes.scatter(
             *_points([r.key for r in finished]),
             c=scores,
             cmap=colormaps["viridis"],
-            vmin=vmin if vmin is not None else float(scores.min()),
-            vmax=vmax if vmax is not None else float(scores.max()),
+            vmin=low,
+            vmax=high,
             s=[40 + 20 * len(r.seeds) for r in finished],
             edgecolors="0.2",
             linewidths=0.5,
@@ -92,4 +105,4 @@ def scatter_png(
     baseline = baseline_text(results)
     ringed = f"best {TOP_TRIALS} ringed (ranked, not shown to differ)"
     axes.set_title(f"{title}; {ringed}" + (f"\n{baseline}" if baseline else ""), fontsize=9)
-    return png(figure)
+    return figure

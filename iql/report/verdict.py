@@ -1,21 +1,86 @@
 """What a report may claim about one dataset, and across datasets: a winner only where the intervals separate it,
-probabilities of improvement of the best (τ, β) over the algorithm's default and over BC, and the warnings that
-qualify any comparison (one seed, runs of different lengths)."""
+probabilities of improvement of the best (τ, β) over the paper's default for the runs' domain (or one named with
+``--default``) and over BC, and the warnings that qualify any comparison (one seed, runs of different lengths)."""
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from iql.config import AlgorithmConfig
-from iql.report.runs import RunRecord
+from iql.logging import format_value
+from iql.report.runs import ConfigKey, RunRecord
 from iql.report.search import is_grid
 from iql.report.stats import Interval, SeedStats, probability_of_improvement, score_matrix, seed_stats, separated_best
 from iql.report.table import ConfigResult, best_result
 
 COMPARABLE_ACROSS_DATASETS = ("normalized_score", "success_rate")  # returns of different datasets do not pool
+# The paper's (τ, β) per domain (IQL Table 5), as conf/algorithm/iql_antmaze.yaml and iql_kitchen.yaml set them;
+# locomotion's are AlgorithmConfig's (conf/algorithm/iql.yaml).
+ANTMAZE_DEFAULT = (0.9, 10.0)
+KITCHEN_DEFAULT = (0.7, 0.5)
+
+
+@dataclass(frozen=True)
+class Default:
+    """The (τ, β) the best configuration is compared with, and why it is the default."""
+
+    expectile: float
+    beta: float
+    why: str
+
+    @property
+    def label(self) -> str:
+        """``τ=0.9 β=10``."""
+        return f"τ={format_value(self.expectile)} β={format_value(self.beta)}"
+
+    def matches(self, key: ConfigKey) -> bool:
+        return (
+            key.expectile is not None
+            and key.beta is not None
+            and math.isclose(key.expectile, self.expectile)
+            and math.isclose(key.beta, self.beta)
+        )
+
+
+def paper_default(run: RunRecord) -> Default:
+    """The paper's default (τ, β) for the domain a run's saved config describes: AntMaze's τ 0.9, β 10 for the
+    goal-reaching reward r − 1 (``dataset.reward_transform=antmaze``), Kitchen/Adroit's τ 0.7, β 0.5 for actor
+    dropout, else locomotion's τ 0.7, β 3."""
+    if run.reward_transform == "antmaze":
+        return Default(
+            *ANTMAZE_DEFAULT,
+            "the paper's AntMaze (goal-reaching) default, as the runs' config has dataset.reward_transform=antmaze "
+            "(r − 1, as the AntMaze and PointMaze presets set it)",
+        )
+    if run.actor_dropout:
+        return Default(
+            *KITCHEN_DEFAULT,
+            f"the paper's Kitchen/Adroit default, as the runs' config has network.actor_dropout="
+            f"{format_value(run.actor_dropout)} (as the Kitchen and Adroit presets set it)",
+        )
+    locomotion = AlgorithmConfig()
+    return Default(
+        locomotion.expectile,
+        locomotion.beta,
+        "the paper's locomotion default, as the runs' config has neither the AntMaze reward "
+        "(dataset.reward_transform=antmaze) nor the Kitchen/Adroit actor dropout (network.actor_dropout)",
+    )
+
+
+def choose_default(runs: list[RunRecord], named: tuple[float, float] | None = None) -> Default | str:
+    """The default of one dataset's ``runs``: ``named`` (``--default τ,β``) when given, else the paper's default for
+    the domain their configs describe; when they describe several, why none is chosen."""
+    if named is not None:
+        return Default(*named, "named with --default")
+    defaults = {(d.expectile, d.beta): d for d in map(paper_default, runs)}
+    if len(defaults) == 1:
+        return next(iter(defaults.values()))
+    shown = ", ".join(sorted(d.label for d in defaults.values()))
+    return f"the runs' configs point to different paper defaults ({shown}); name the one to compare with: --default τ,β"
 
 
 @dataclass(frozen=True)
@@ -46,6 +111,8 @@ class Comparison:
     reason: str
     improvements: list[Improvement] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    default: Default | None = None  # the (τ, β) the best is compared with; None when the runs disagree on it
+    default_note: str = ""  # which default, why, and whether it could be compared
 
 
 @dataclass(frozen=True)
@@ -57,34 +124,64 @@ class Aggregate:
     stats: SeedStats
 
 
-def compare(dataset_id: str, results: list[ConfigResult], runs: list[RunRecord], reps: int, seed: int) -> Comparison:
+def compare(
+    dataset_id: str,
+    results: list[ConfigResult],
+    runs: list[RunRecord],
+    reps: int,
+    seed: int,
+    default: tuple[float, float] | None = None,
+) -> Comparison:
     """The verdict on one dataset's ``results``; ``runs`` are all its runs, failed ones included (they tell whether
-    the configurations were laid out as a grid)."""
+    the configurations were laid out as a grid, and their configs which paper default applies); ``default`` is the
+    (τ, β) named with ``--default``."""
     pairs = {(r.key.expectile, r.key.beta) for r in runs if r.key.expectile is not None and r.key.beta is not None}
     scored = [r for r in results if r.final_scores]
     winner_label, reason = separated_best({r.key.label: r.stats for r in scored})
     winner = next((r for r in scored if r.key.label == winner_label), None)
+    chosen = choose_default(runs, default)
+    chosen_default = chosen if isinstance(chosen, Default) else None
     return Comparison(
         dataset_id=dataset_id,
         results=results,
         grid=is_grid({(float(t), float(b)) for t, b in pairs if t is not None and b is not None}),
         winner=winner,
         reason=reason,
-        improvements=_improvements(results, reps, seed),
+        improvements=_improvements(results, chosen_default, reps, seed),
         warnings=_warnings(results),
+        default=chosen_default,
+        default_note=_default_note(results, chosen),
     )
 
 
-def _improvements(results: list[ConfigResult], reps: int, seed: int) -> list[Improvement]:
-    """The top-ranked IQL configuration over the algorithm's default (τ, β) and over each baseline (BC)."""
+def _default_note(results: list[ConfigResult], chosen: Default | str) -> str:
+    """``Default: τ=0.9 β=10, the paper's AntMaze default, as …`` and whether the best could be compared with it."""
+    iql = [r for r in results if r.key.expectile is not None]
+    if not iql:
+        return ""
+    if not isinstance(chosen, Default):
+        return f"No default compared with: {chosen}."
+    note = f"Default: {chosen.label}, {chosen.why}"
+    top = best_result(iql)
+    at_default = [r for r in iql if chosen.matches(r.key) and r.final_scores]
+    if top is not None and chosen.matches(top.key):
+        return f"{note}; the top-ranked configuration is the default itself."
+    if not at_default:
+        return (
+            f"{note}; no finished run at it, so P(best > default) is not estimated (run it, or name another "
+            "default with --default τ,β)."
+        )
+    return f"{note}."
+
+
+def _improvements(results: list[ConfigResult], default: Default | None, reps: int, seed: int) -> list[Improvement]:
+    """The top-ranked IQL configuration over the ``default`` (τ, β) and over each baseline (BC)."""
     iql = [r for r in results if r.key.expectile is not None]
     top = best_result(iql)
     if top is None:
         return []
-    default = AlgorithmConfig()
-    others = [r for r in iql if (r.key.expectile, r.key.beta) == (default.expectile, default.beta) and r is not top] + [
-        r for r in results if r.key.expectile is None and r.final_scores
-    ]
+    at_default = [r for r in iql if default is not None and default.matches(r.key) and r is not top]
+    others = at_default + [r for r in results if r.key.expectile is None and r.final_scores]
     improvements = []
     for other in others:
         probability = probability_of_improvement(

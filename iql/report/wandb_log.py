@@ -63,6 +63,7 @@ def log_report(report: Report, project: str | None = None, entity: str | None = 
             winner = comparison.winner
             run.summary[f"winner/{name}"] = winner.key.label if winner is not None else "none"
             run.summary[f"verdict/{name}"] = comparison.reason
+            run.summary[f"default/{name}"] = comparison.default.label if comparison.default is not None else "none"
             if winner is not None:
                 run.summary[f"winner_final_mean/{name}"] = winner.final[0]
         return str(run.url or Path(run.dir).parent)
