@@ -1,10 +1,12 @@
 """Gradient updates per second of the project's IQL learner against a plain eager reference IQL, in one run.
 
     python benchmarks/update_speed.py --threads 1                    # CPU: eager and compiled learner vs reference
-    python benchmarks/update_speed.py --device cuda --modes eager,compile
+    python benchmarks/update_speed.py --device cuda --modes eager,compile,cudagraphs
 
 ``eager`` is ``IQLLearner.update`` as written; ``compile`` is the same update as one ``torch.compile``d graph
-(``hardware.compile=true``, ``iql/compiled.py``), whose compilation happens during the untimed warm-up.
+(``hardware.compile=true``, ``iql/compiled.py``), whose compilation happens during the untimed warm-up;
+``cudagraphs`` is that graph replayed as a CUDA graph (``hardware.cuda_graphs=true``; on a CPU torch skips the graph,
+and the JSON's ``cudagraph_skips`` counts every graph Inductor skipped, with the reason in its warning).
 
 The reference (``iql.reference.ReferenceIQL``) is IQL as common PyTorch ports write it: twin Q as two MLPs with
 two target copies, V and π as separate modules with three default Adam optimisers, ``torch.distributions.Normal``
@@ -31,11 +33,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+from torch._dynamo.utils import counters
 
-from iql.config import AlgorithmConfig, NetworkConfig
+from iql.config import MATMUL_PRECISIONS, AlgorithmConfig, NetworkConfig
 from iql.hardware import keep_freed_memory
 from iql.learner import Batch, IQLLearner
 from iql.reference import ReferenceIQL
+
+MODES = ("eager", "compile", "cudagraphs")  # learner modes; cudagraphs: compiled and replayed as a CUDA graph
 
 OBS_DIM, ACT_DIM, HIDDEN = 11, 3, [256, 256]  # Hopper-like
 TOTAL_STEPS = 1_000_000  # the cosine actor schedule's horizon; irrelevant to speed
@@ -73,8 +78,10 @@ def make_batches(count: int, batch_size: int, device: torch.device) -> list[Batc
 
 def learner_runner(mode: str, batches: list[Batch], device: torch.device) -> Callable[[int], None]:
     torch.manual_seed(0)
+    network = NetworkConfig(hidden_dims=HIDDEN)
+    compile, cuda_graphs = mode != "eager", mode == "cudagraphs"
     learner = IQLLearner(
-        OBS_DIM, ACT_DIM, AlgorithmConfig(), NetworkConfig(hidden_dims=HIDDEN), TOTAL_STEPS, device, mode == "compile"
+        OBS_DIM, ACT_DIM, AlgorithmConfig(), network, TOTAL_STEPS, device, compile, cuda_graphs=cuda_graphs
     )
 
     def run(n: int) -> None:
@@ -140,18 +147,25 @@ def main() -> None:
     parser.add_argument("--blocks", type=int, default=7, help="timed blocks per contender, interleaved")
     parser.add_argument("--warmup", type=int, default=20, help="untimed updates first (compilation happens here)")
     parser.add_argument("--threads", type=int, default=1, help="torch intra-op threads (CPU)")
-    parser.add_argument("--modes", default="eager,compile", help="learner modes, comma-separated: eager, compile")
+    parser.add_argument(
+        "--matmul-precision",
+        default="highest",
+        choices=MATMUL_PRECISIONS,
+        help="float32 matmuls for every contender: highest (fp32) | high (TF32 on GPUs, as hardware=cuda) | medium",
+    )
+    parser.add_argument("--modes", default="eager,compile", help=f"learner modes, comma-separated: {', '.join(MODES)}")
     args = parser.parse_args()
 
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise SystemExit(f"--device {args.device}: CUDA is not available (torch {torch.__version__})")
     torch.set_num_threads(args.threads)
+    torch.set_float32_matmul_precision(args.matmul_precision)
     kept_memory = keep_freed_memory()  # as training runs do (iql/experiment.py); applies to every contender
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
-    unknown = sorted(set(modes) - {"eager", "compile"})
+    unknown = sorted(set(modes) - set(MODES))
     if unknown:
-        raise SystemExit(f"--modes: unknown mode(s) {', '.join(unknown)}; choose from eager, compile")
+        raise SystemExit(f"--modes: unknown mode(s) {', '.join(unknown)}; choose from {', '.join(MODES)}")
     load_before = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
 
     batches = make_batches(8, args.batch_size, device)
@@ -164,7 +178,7 @@ def main() -> None:
     load_after = round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None
     print(f"torch {torch.__version__}, {device} ({device_name(device)}), {torch.get_num_threads()} thread(s)")
     print(f"batch {args.batch_size}, {args.blocks} blocks × {args.steps} updates, load {load_before} → {load_after}")
-    print(f"host allocator keeps freed memory: {kept_memory}")
+    print(f"host allocator keeps freed memory: {kept_memory}; float32 matmul precision {args.matmul_precision}")
     header = f"{'contender':18s} {'updates/s':>10s} {'× reference':>12s}"
     header += f" {'× ref (CPU time)':>17s}" if on_cpu else ""
     print(header + f" {'warm-up s':>10s}")
@@ -197,7 +211,10 @@ def main() -> None:
         "blocks": args.blocks,
         "load_average": [load_before, load_after],
         "keeps_freed_memory": kept_memory,
+        "matmul_precision": torch.get_float32_matmul_precision(),
+        "cudagraph_skips": counters["inductor"]["cudagraph_skips"],
         "torch": torch.__version__,
+        "cuda": torch.version.cuda,
     }
     print(json.dumps(result))
 

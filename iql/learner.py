@@ -85,7 +85,10 @@ class BCLearner:
         discrete: bool = False,
         online_updates: int = 0,
         online_schedule: str = "constant",
+        cuda_graphs: bool = False,
     ) -> None:
+        if cuda_graphs and not compile:
+            raise ValueError("cuda_graphs=True replays the compiled update: it needs compile=True")
         self.algorithm = algorithm
         self.device = torch.device(device)
         # fine-tuning: after ``total_steps`` offline updates, ``online_updates`` more with the actor's lr constant
@@ -96,12 +99,13 @@ class BCLearner:
         self._build(obs_dim, act_dim, network, total_steps)
         self.hyperparameters = Hyperparameters.of(algorithm, self.device)
         self.networks = EagerNetworks(self.modules(), self.step_optimizers())
-        # compile=True: ``update`` runs ``update_fn`` as one torch.compile'd graph (iql/compiled.py)
+        # compile=True: ``update`` runs ``update_fn`` as one torch.compile'd graph (iql/compiled.py); cuda_graphs=True:
+        # replayed as a CUDA graph on a GPU
         self.compiled_update: CompiledUpdate | None = None
         if compile:
             from iql.compiled import CompiledUpdate  # imports this module: it builds on the learners
 
-            self.compiled_update = CompiledUpdate(self)
+            self.compiled_update = CompiledUpdate(self, cuda_graphs=cuda_graphs)
 
     def _build(self, obs_dim: int, act_dim: int, network: NetworkConfig, total_steps: int) -> None:
         a = self.algorithm
@@ -225,11 +229,23 @@ def make_learner(
     discrete: bool = False,
     online_updates: int = 0,
     online_schedule: str = "constant",
+    cuda_graphs: bool = False,
 ) -> IQLLearner | BCLearner:
-    """The learner ``algorithm.name`` asks for; ``compile`` runs each update as one ``torch.compile``d graph;
-    ``discrete``: ``act_dim`` discrete actions (one-hot), with a categorical policy and per-action Q outputs;
-    ``online_updates`` fine-tuning updates follow the ``total_steps`` offline ones (actor lr: ``online_schedule``)."""
+    """The learner ``algorithm.name`` asks for; ``compile`` runs each update as one ``torch.compile``d graph, which
+    ``cuda_graphs`` replays as a CUDA graph on a GPU; ``discrete``: ``act_dim`` discrete actions (one-hot), with a
+    categorical policy and per-action Q outputs; ``online_updates`` fine-tuning updates follow the ``total_steps``
+    offline ones (actor lr: ``online_schedule``)."""
     cls = BCLearner if algorithm.name == "bc" else IQLLearner
     return cls(
-        obs_dim, act_dim, algorithm, network, total_steps, device, compile, discrete, online_updates, online_schedule
+        obs_dim,
+        act_dim,
+        algorithm,
+        network,
+        total_steps,
+        device,
+        compile,
+        discrete,
+        online_updates,
+        online_schedule,
+        cuda_graphs,
     )

@@ -2,12 +2,14 @@
 
 The learner's update (batched critic ensemble, shared target-critic forward, one V forward for s and s', fused
 Adam, fused Polyak) is checked against ``iql.reference.ReferenceIQL`` — IQL written plainly, as ports write it —
-started from the same weights; the compiled learner is checked against the eager one.
+started from the same weights; the compiled learner is checked against the eager one, also with CUDA graphs
+(``hardware.cuda_graphs``, which on a CPU torch skips: ``tests/test_cuda.py`` runs the same checks on a GPU).
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -22,8 +24,13 @@ OBS, ACT, B, STEPS = 5, 2, 64, 4
 HIDDEN = [32, 32]
 
 
-def make_batch(seed: int) -> Batch:
-    return random_batch(seed, OBS, ACT, B, terminal_rate=0.2)
+def make_batch(seed: int, device: torch.device | str = "cpu") -> Batch:
+    return on_device(random_batch(seed, OBS, ACT, B, terminal_rate=0.2), device)
+
+
+def on_device(batch: Batch, device: torch.device | str) -> Batch:
+    """``batch`` with every tensor moved to ``device``."""
+    return Batch(*(getattr(batch, field.name).to(device) for field in dataclasses.fields(batch)))
 
 
 def reference_with_weights_of(learner: IQLLearner, algorithm: AlgorithmConfig, total_steps: int) -> ReferenceIQL:
@@ -82,18 +89,31 @@ def test_compile_flag_is_validated_and_reaches_the_learner() -> None:
     assert compiled.compiled_update is not None
 
 
-def assert_same_step(eager: BCLearner, compiled: BCLearner, batch: Batch, what: str) -> None:
+def assert_same_step(
+    eager: BCLearner, compiled: BCLearner, batch: Batch, what: str, rtol: float = 1e-4, atol: float = 1e-6
+) -> None:
     """One update of each on ``batch``: the same metrics, then the same parameters, Adam state and step."""
     ours, theirs = compiled.update(batch), eager.update(batch)
+    assert_same_metrics(ours, theirs, what, rtol, atol)
+    assert_same_state(eager, compiled, what, rtol, atol)
+
+
+def assert_same_metrics(
+    ours: dict[str, torch.Tensor], theirs: dict[str, torch.Tensor], what: str, rtol: float, atol: float
+) -> None:
     assert ours.keys() == theirs.keys()
     for key in theirs:
-        torch.testing.assert_close(ours[key], theirs[key], rtol=1e-4, atol=1e-6, msg=f"{key}, {what}")
+        torch.testing.assert_close(ours[key], theirs[key], rtol=rtol, atol=atol, msg=f"{key}, {what}")
+
+
+def assert_same_state(eager: BCLearner, compiled: BCLearner, what: str, rtol: float, atol: float) -> None:
+    """The same parameters, Adam state (moments, step counts, lr) and learner step."""
     for name, module in eager.modules().items():
         for p, q in zip(module.parameters(), compiled.modules()[name].parameters(), strict=True):
-            torch.testing.assert_close(q, p, rtol=1e-4, atol=1e-6, msg=f"{name}, {what}")
+            torch.testing.assert_close(q, p, rtol=rtol, atol=atol, msg=f"{name}, {what}")
     for name, optimizer in eager.optimizers().items():
         theirs_state, ours_state = optimizer.state_dict(), compiled.optimizers()[name].state_dict()
-        torch.testing.assert_close(ours_state, theirs_state, rtol=1e-4, atol=1e-6, msg=f"{name}, {what}")
+        torch.testing.assert_close(ours_state, theirs_state, rtol=rtol, atol=atol, msg=f"{name}, {what}")
     assert compiled.step == eager.step
 
 
@@ -132,3 +152,41 @@ def test_compiled_update_matches_eager_update(algorithm: AlgorithmConfig, networ
         eager.update(make_batch(step))
     compiled.load_state_dict(copy.deepcopy(eager.state_dict()))
     assert_same_step(eager, compiled, make_batch(99), "after load_state_dict")
+
+
+def test_cuda_graphs_need_compile() -> None:
+    with pytest.raises(ConfigError, match="hardware.cuda_graphs.*hardware.compile=true"):
+        validate(RunConfig(hardware=HardwareConfig(cuda_graphs=True)))
+    validate(RunConfig(hardware=HardwareConfig(compile=True, cuda_graphs=True)))
+    with pytest.raises(ValueError, match="needs compile=True"):
+        make_learner(OBS, ACT, AlgorithmConfig(), NetworkConfig(hidden_dims=HIDDEN), 10, cuda_graphs=True)
+
+
+def assert_cuda_graphs_update_matches_eager(device: torch.device, rtol: float = 1e-4, atol: float = 1e-6) -> BCLearner:
+    """``cuda_graphs=True`` == eager over STEPS + 2 updates (on a GPU: warm-up, recording, then replays), whose
+    metrics, all kept, still hold their own values at the end (each replay overwrites the graph's outputs: the
+    update clones them); then after a ``load_state_dict`` (new Adam tensors: the graph re-records) and once more.
+    Returns the compiled learner."""
+    learners = []
+    for compile in (False, True):
+        torch.manual_seed(0)
+        network = NetworkConfig(hidden_dims=HIDDEN)
+        learners.append(make_learner(OBS, ACT, AlgorithmConfig(), network, 10, device, compile, cuda_graphs=compile))
+    eager, compiled = learners
+    assert compiled.compiled_update is not None and compiled.compiled_update.cuda_graphs
+    batches = [make_batch(step, device) for step in range(STEPS + 2)]
+    kept = [(compiled.update(batch), eager.update(batch)) for batch in batches]
+    for step, (ours, theirs) in enumerate(kept):
+        assert_same_metrics(ours, theirs, f"step {step}, read after all {len(kept)} updates", rtol, atol)
+    assert_same_state(eager, compiled, f"after {len(kept)} updates", rtol, atol)
+    eager.update(make_batch(50, device))  # the eager learner moves on alone; the compiled one resumes from it
+    compiled.load_state_dict(copy.deepcopy(eager.state_dict()))
+    for seed in (98, 99):
+        assert_same_step(eager, compiled, make_batch(seed, device), f"update {seed - 97} after load_state_dict")
+    return compiled
+
+
+def test_cuda_graphs_update_matches_eager_on_cpu() -> None:
+    """On a CPU torch skips the CUDA graph: the compiled update with cuda_graphs=true is still the eager one (~17 s
+    of compilation on a 2-core CPU)."""
+    assert_cuda_graphs_update_matches_eager(torch.device("cpu"))
