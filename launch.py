@@ -66,6 +66,17 @@ def to_run_config(cfg: DictConfig, overrides: list[str]) -> RunConfig:
     return run_config
 
 
+def config_source(hydra_cfg: Any) -> list[str]:
+    """``-cd DIR -cn NAME hydra.mode=RUN``: what composes this job again, as one run, from its primary config when
+    that is not ``conf/config.yaml`` (a ready sweep's, say; its ``hydra.mode: MULTIRUN`` would start a new sweep);
+    [] for the default. The resume command a stopped run prints starts with them."""
+    config_dir = next((s.path for s in hydra_cfg.runtime.config_sources if s.provider == "command-line"), None)  # -cd
+    name = hydra_cfg.job.config_name or "config"
+    if config_dir is None and name == "config":
+        return []
+    return [*(["-cd", str(Path(config_dir).resolve())] if config_dir else []), "-cn", name, "hydra.mode=RUN"]
+
+
 def objective(summary: dict[str, Any]) -> float:
     """The value an Optuna study maximises: the run's score of record (``iql.scoring.recorded_metric``). Raises
     ``TrainingDivergedError`` when it is missing or not finite."""
@@ -143,6 +154,7 @@ def main(cfg: DictConfig) -> float | None:
     run_dir = Path(hydra_cfg.runtime.output_dir)
     try:
         run_config = to_run_config(cfg, list(hydra_cfg.overrides.task))
+        run_config.config_source = config_source(hydra_cfg)
         from iql.experiment import run  # heavy imports (torch, gymnasium) after the config is known to be valid
         from iql.logging import sweep_name
 

@@ -148,6 +148,10 @@ class HardwareConfig:
     # Run each update as one torch.compile'd graph (iql/compiled.py; same losses and parameter changes as eager).
     # 1.2-1.5x the eager rate on CPU (README) after 20-35 s of compilation (~5 s when cached): worth it for long runs.
     compile: bool = False
+    # With compile=true on a GPU: replay the compiled update as a CUDA graph (torch.compile's "reduce-overhead"), one
+    # graph launch per update instead of one kernel launch per kernel; the metrics are cloned out of the graph's
+    # memory. Needs compile=true; on a CPU torch skips the graph and runs the compiled update as compile=true does.
+    cuda_graphs: bool = False
     # float32 matmuls: highest (full fp32) | high (TF32 on Ampere and newer GPUs, JAX's GPU default) | medium (bf16
     # where the hardware has it). No effect on CPUs without such units, like the 2-core AVX2 machine here.
     matmul_precision: str = "highest"
@@ -180,6 +184,7 @@ class RunConfig:
     online: OnlineConfig = field(default_factory=OnlineConfig)
     seed: int = 0
     overrides: list[str] = field(default_factory=list)  # the command-line overrides, for naming runs
+    config_source: list[str] = field(default_factory=list)  # -cd/-cn of a primary config other than conf/, to resume
 
 
 def _require(ok: bool, key: str, value: Any, expected: str) -> None:
@@ -250,6 +255,13 @@ def validate(cfg: RunConfig) -> RunConfig:
     _require(h.slurm.gpus_per_node >= 0, "hardware.slurm.gpus_per_node", h.slurm.gpus_per_node, "must be ≥ 0")
     _require(h.slurm.max_requeues >= 0, "hardware.slurm.max_requeues", h.slurm.max_requeues, "must be ≥ 0")
     _require(isinstance(h.compile, bool), "hardware.compile", h.compile, "true or false")
+    _require(isinstance(h.cuda_graphs, bool), "hardware.cuda_graphs", h.cuda_graphs, "true or false")
+    _require(
+        h.compile or not h.cuda_graphs,
+        "hardware.cuda_graphs",
+        h.cuda_graphs,
+        "CUDA graphs replay the compiled update, so they need hardware.compile=true as well",
+    )
     _one_of("hardware.matmul_precision", h.matmul_precision, MATMUL_PRECISIONS)
 
     o = cfg.online

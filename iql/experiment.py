@@ -104,6 +104,24 @@ def _check_same_experiment(saved: dict[str, Any], saved_step: int, cfg: RunConfi
         )
 
 
+def _length_change_message(
+    run_dir: Path, saved: dict[str, Any], cfg: RunConfig, actor_optimizer: torch.optim.Optimizer
+) -> str:
+    """What resuming ``saved`` with another ``train.steps`` does to the run and to the actor's learning rate."""
+    saved_steps, steps = int(saved["identity"]["train"]["steps"]), cfg.train.steps
+    verb = "extending" if steps > saved_steps else "shortening"
+    message = f"{verb} {run_dir} from train.steps={saved_steps} to {steps}"
+    if cfg.algorithm.actor_schedule != "cosine":
+        return f"{message}; the actor's learning rate is constant, so nothing else changes"
+    lr_before = saved["learner"]["actor_optimizer"]["param_groups"][0]["lr"]
+    lr_now = actor_optimizer.param_groups[0]["lr"]
+    stretched = "stretched" if verb == "extending" else "compressed"
+    return (
+        f"{message}: the actor's cosine learning-rate schedule is {stretched} over the new length, so at step "
+        f"{saved['step']} its lr goes from {lr_before:.3g} to {lr_now:.3g} and decays to 0 at step {steps}"
+    )
+
+
 def _eval_seed(seed: int, step: int) -> int:
     return (seed * 1_000_003 + step) % (2**31)
 
@@ -154,6 +172,7 @@ class Experiment:
             cfg.train.steps,
             self.device,
             compile=cfg.hardware.compile,
+            cuda_graphs=cfg.hardware.cuda_graphs,
             discrete=self.data.discrete,
             online_updates=online.steps * online.updates_per_step,
             online_schedule=online.actor_schedule,
@@ -198,17 +217,7 @@ class Experiment:
             if saved_steps != cfg.train.steps:
                 self.extended_from.append(saved_steps)
                 self.learner.restart_actor_schedule()
-                log.warning(
-                    "extending %s from train.steps=%d to %d: the actor's cosine learning-rate schedule is stretched "
-                    "over the new length, so at step %d its lr rises from %.3g to %.3g and decays to 0 at step %d",
-                    run_dir,
-                    saved_steps,
-                    cfg.train.steps,
-                    self.learner.step,
-                    saved["learner"]["actor_optimizer"]["param_groups"][0]["lr"],
-                    self.learner.actor_optimizer.param_groups[0]["lr"],
-                    cfg.train.steps,
-                )
+                log.warning("%s", _length_change_message(run_dir, saved, cfg, self.learner.actor_optimizer))
             wandb_id = saved.get("wandb_id")
             log.info("resuming %s from step %d of %d", run_dir, self.position(), total_steps(cfg))
             if self.online is not None and self.online.env_steps > 0:
@@ -350,6 +359,8 @@ class Experiment:
                             )
                     if row:
                         row["time/wall_s"] = self.elapsed_before + time.perf_counter() - started
+                        if self.online is not None:  # the switch, as a W&B chart: 0 through train.steps, then 1
+                            row["phase/online"] = float(step > train.steps)
                         self.logger.log(step, row)
                         bar.set_postfix_str(" | ".join(filter(None, (headline, losses_shown))), refresh=False)
                     if step % train.checkpoint_every == 0 or is_last:
@@ -419,8 +430,9 @@ class Experiment:
         return ", ".join(parts)
 
     def _stopped_message(self, signum: int, step: int) -> str:
-        overrides = " ".join(shlex.quote(o) for o in self.cfg.overrides if not o.startswith("hydra.run.dir="))
-        resume = f"python launch.py {overrides} hydra.run.dir={shlex.quote(str(self.run_dir))}".replace("  ", " ")
+        overrides = [o for o in self.cfg.overrides if not o.startswith("hydra.run.dir=")]
+        args = [*self.cfg.config_source, *overrides, f"hydra.run.dir={self.run_dir}"]
+        resume = shlex.join(["python", "launch.py", *args])
         return (
             f"Stopped by {signal.Signals(signum).name} at step {step} of {total_steps(self.cfg)}; checkpoint "
             f"written to {self.run_dir / checkpoint.LATEST}. Resume with: {resume}"

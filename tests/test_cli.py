@@ -4,6 +4,7 @@ table a multirun ends with — all through the real entry point."""
 from __future__ import annotations
 
 import json
+import shlex
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, assert_same_final_weights, launch
 
 from iql.suggest import suggest_keys, suggest_options
@@ -81,8 +83,6 @@ def wait_for_training(run_dir: Path, process: subprocess.Popen[str], timeout: fl
 def test_a_signal_stops_at_a_step_with_a_checkpoint_and_the_relaunch_matches(
     tmp_path: Path, pendulum_dataset: str, sig: signal.Signals
 ) -> None:
-    import torch
-
     # a constant actor lr: the relaunch below ends the run earlier than the interrupted attempt planned
     base = [*TINY, "algorithm.actor_schedule=constant", "train.log_every=10", "train.eval_every=100000"]
     run_dir = tmp_path / "stopped"
@@ -102,6 +102,8 @@ def test_a_signal_stops_at_a_step_with_a_checkpoint_and_the_relaunch_matches(
     assert launch(*end, run_dir=reference).returncode == 0
     resumed = launch(*end, run_dir=run_dir)
     assert resumed.returncode == 0, resumed.stderr
+    said = resumed.stderr + resumed.stdout
+    assert f"shortening {run_dir} from train.steps=100000" in said and "learning rate is constant" in said
     assert assert_same_final_weights(run_dir, reference) == stopped + 200
 
 
@@ -151,3 +153,33 @@ def test_a_run_finished_by_an_older_version_is_still_recognised(tmp_path: Path, 
     again = launch(*args, run_dir=tmp_path)
     assert again.returncode == 0, again.stderr
     assert "normalized score" in (tmp_path / "launch.log").read_text().splitlines()[-1]
+
+
+@pytest.mark.slow
+def test_a_stopped_job_of_a_ready_sweep_prints_a_resume_command_that_resumes_it(
+    tmp_path: Path, pendulum_dataset: str
+) -> None:
+    """The job of ``-cd sweeps -cn seeds`` is composed from that sweep's config: its resume command says so (and
+    runs it as one run, not as a new sweep), or the relaunch would be another configuration."""
+    base = [*TINY, "algorithm.actor_schedule=constant", "train.log_every=10", "train.eval_every=100000"]
+    process = subprocess.Popen(
+        [sys.executable, str(REPO / "launch.py"), "-cd", "sweeps", "-cn", "seeds", *base, "seed=1",
+         "train.steps=100000", f"hydra.sweep.dir={tmp_path}"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    job_dir = tmp_path / "0"
+    wait_for_training(job_dir, process)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130, stderr
+    command = shlex.split(stderr.split("Resume with: ", 1)[1].splitlines()[0])
+    assert command[:2] == ["python", "launch.py"] and "-cn" in command and "hydra.mode=RUN" in command
+    assert f"hydra.run.dir={job_dir}" in command
+    stopped = int(torch.load(job_dir / "checkpoint.pt", weights_only=False)["step"])
+    shorter = [f"train.steps={stopped + 50}" if arg == "train.steps=100000" else arg for arg in command[2:]]
+    resumed = subprocess.run(
+        [sys.executable, str(REPO / "launch.py"), *shorter], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert f"resuming {job_dir} from step {stopped}" in resumed.stderr + resumed.stdout
+    assert json.loads((job_dir / "summary.json").read_text())["steps"] == stopped + 50

@@ -49,6 +49,15 @@ def test_run_writes_the_run_dir_contract(tmp_path: Path, pendulum_dataset: str) 
     assert summary["best_normalized_score"] >= summary["normalized_score"]
     assert (tmp_path / "checkpoint.pt").exists() and (tmp_path / ".hydra" / "overrides.yaml").exists()
     assert list((tmp_path / "wandb").glob("offline-run-*/run-*.wandb")), "no offline W&B run was written"
+    log_lines = (tmp_path / "launch.log").read_text().splitlines()
+    assert any("W&B: offline, run 'pendulum-mixed-v0 iql τ=0.7 β=3" in line for line in log_lines[:5])  # at start
+    evaluations = [line.split(" - step ")[1] for line in log_lines if " - step " in line]
+    assert [line.split(":")[0] for line in evaluations] == ["150/300", "300/300"]  # one line per evaluation
+    assert all("normalized score" in line and "return" in line for line in evaluations)
+    assert f"wandb sync {tmp_path / 'wandb'}" in log_lines[-2] + log_lines[-1]  # and how to upload, at the end
+    # the progress bar: step, rate and the last evaluation first, the losses after
+    bar = [line for line in result.stderr.replace("\r", "\n").splitlines() if "300/300" in line and "|" in line][-1]
+    assert bar.index("step/s") < bar.index("normalized score") < bar.index(" V ") < bar.index(" Q ")
 
 
 def test_bc_baseline_runs_on_the_same_data(tmp_path: Path, pendulum_dataset: str) -> None:
@@ -56,6 +65,7 @@ def test_bc_baseline_runs_on_the_same_data(tmp_path: Path, pendulum_dataset: str
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["algorithm"] == "bc" and summary["steps"] == 200
+    assert (summary["expectile"], summary["beta"]) == (None, None)  # BC uses neither: no point at τ 0.7, β 3
     assert "train/critic_loss" not in read_metrics(tmp_path)[-1]
     assert not (tmp_path / "wandb").exists()
 

@@ -242,6 +242,7 @@ def test_finetuning_run_continues_the_step_axis_and_reports_the_switch(tmp_path:
     assert summary["online_env_steps_per_s"] > 0 and summary["online_updates_per_s"] > 0
     rows = _rows(tmp_path)
     assert [row["step"] for row in rows] == [100, 200, 250, 300, 400, 500]
+    assert [row["phase/online"] for row in rows] == [0, 0, 1, 1, 1, 1]  # the switch on W&B's own charts
     switch = rows[1]
     assert switch["eval/normalized_score"] == pytest.approx(summary["offline_score"])
     assert "online/env_steps" not in switch

@@ -139,6 +139,55 @@ def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, pendulum_datas
     assert final_slurm_states([job_id]).get(job_id) == "COMPLETED"
 
 
+def test_preempted_finetuning_job_checkpoints_at_the_signal_and_resumes(tmp_path: Path, pendulum_dataset: str) -> None:
+    """SLURM's pre-timeout signal (USR2) in the online phase: the run checkpoints at the step it is at (no
+    checkpoint_every multiple: that is beyond the run's end), submitit requeues the job, and the requeued job
+    resumes there and finishes with every online transition in the buffer once."""
+    offline_steps, online_steps = 200, 4000
+    args = [
+        sys.executable,
+        str(REPO / "launch.py"),
+        "-m",
+        "hardware=slurm",
+        *TINY,
+        "online=finetune",
+        f"train.steps={offline_steps}",
+        f"online.steps={online_steps}",
+        "train.log_every=100",
+        "train.eval_every=100000",
+        "train.checkpoint_every=100000",
+        f"hydra.sweep.dir={tmp_path}",
+    ]
+    launcher = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    metrics, deadline = tmp_path / "0" / "metrics.jsonl", time.time() + 180
+
+    def online_rows() -> list[int]:
+        lines = metrics.read_text().splitlines() if metrics.exists() else []
+        return [step for line in lines if line.endswith("}") and (step := json.loads(line)["step"]) > offline_steps]
+
+    while not online_rows():
+        assert launcher.poll() is None and time.time() < deadline, "the job never reached its online phase"
+        time.sleep(0.1)
+    (job_id,) = submitted_jobs(tmp_path)
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    try:
+        output, _ = launcher.communicate(timeout=420)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, output[-3000:]
+
+    summary = json.loads((tmp_path / "0" / "summary.json").read_text())
+    total = offline_steps + online_steps
+    assert summary["steps"] == total
+    assert len(summary["resumed_from_steps"]) == 1, "the job was not requeued by the signal, or more than once"
+    assert offline_steps < summary["resumed_from_steps"][0] < total  # the step the signal stopped it at
+    assert summary["online_env_steps"] == online_steps
+    assert summary["online_buffer_size"] == 200 * 200 + online_steps  # pendulum-mixed: 200 episodes of 200 steps
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert steps == list(range(100, total + 1, 100))
+    assert final_slurm_states([job_id]).get(job_id) == "COMPLETED"
+
+
 def test_optuna_search_runs_as_slurm_jobs_and_survives_a_failed_trial(tmp_path: Path, pendulum_dataset: str) -> None:
     """6 TPE trials in 2 batches of 3 array jobs; the first job to start is given an invalid train.steps (through its
     environment, as a bad node would), fails at start-up, and the study goes on; the report shows every trial."""
@@ -170,6 +219,9 @@ def test_optuna_search_runs_as_slurm_jobs_and_survives_a_failed_trial(tmp_path: 
     assert len(failed) == 1 and "train.steps=-1 is invalid" in (failed[0] / "error.txt").read_text()
     summaries = sweep_summaries(sweep_dir)
     assert len(summaries) == 5 and all(s["slurm_job_id"] and s["steps"] == 200 for s in summaries)
+    assert sorted(s["seed"] for s in summaries) == [int(p.name) for p in job_dirs if p not in failed], (
+        "each trial runs its job number as seed"
+    )
 
     study = optuna.load_study(study_name="tau_beta", storage=f"sqlite:///{sweep_dir}/optuna.db")
     states = sorted(trial.state.name for trial in study.trials)
