@@ -431,6 +431,8 @@ class Experiment:
 
     def _stopped_message(self, signum: int, step: int) -> str:
         overrides = [o for o in self.cfg.overrides if not o.startswith("hydra.run.dir=")]
+        if self.cfg.config_source and not any(o.startswith("seed=") for o in overrides):
+            overrides.append(f"seed={self.cfg.seed}")  # a sweep may derive it from its job (tau_beta_optuna does)
         args = [*self.cfg.config_source, *overrides, f"hydra.run.dir={self.run_dir}"]
         resume = shlex.join(["python", "launch.py", *args])
         return (

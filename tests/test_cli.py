@@ -156,15 +156,17 @@ def test_a_run_finished_by_an_older_version_is_still_recognised(tmp_path: Path, 
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("sweep", [["-cn", "seeds", "seed=1"], ["-cn", "tau_beta_optuna"]])
 def test_a_stopped_job_of_a_ready_sweep_prints_a_resume_command_that_resumes_it(
-    tmp_path: Path, pendulum_dataset: str
+    tmp_path: Path, pendulum_dataset: str, sweep: list[str]
 ) -> None:
-    """The job of ``-cd sweeps -cn seeds`` is composed from that sweep's config: its resume command says so (and
-    runs it as one run, not as a new sweep), or the relaunch would be another configuration."""
+    """A job of a ready sweep is composed from that sweep's config: its resume command says so (and runs it as one
+    run, not as a new sweep), or the relaunch would be another configuration. tau_beta_optuna derives each trial's
+    seed from its job number, which a single run does not have: the command names the seed."""
     base = [*TINY, "algorithm.actor_schedule=constant", "train.log_every=10", "train.eval_every=100000"]
     process = subprocess.Popen(
-        [sys.executable, str(REPO / "launch.py"), "-cd", "sweeps", "-cn", "seeds", *base, "seed=1",
-         "train.steps=100000", f"hydra.sweep.dir={tmp_path}"],
+        [sys.executable, str(REPO / "launch.py"), "-cd", "sweeps", *sweep, *base, "train.steps=100000",
+         f"hydra.sweep.dir={tmp_path}"],
         cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     job_dir = tmp_path / "0"
@@ -174,7 +176,7 @@ def test_a_stopped_job_of_a_ready_sweep_prints_a_resume_command_that_resumes_it(
     assert process.returncode == 130, stderr
     command = shlex.split(stderr.split("Resume with: ", 1)[1].splitlines()[0])
     assert command[:2] == ["python", "launch.py"] and "-cn" in command and "hydra.mode=RUN" in command
-    assert f"hydra.run.dir={job_dir}" in command
+    assert f"hydra.run.dir={job_dir}" in command and ("seed=1" if "seeds" in sweep else "seed=0") in command
     stopped = int(torch.load(job_dir / "checkpoint.pt", weights_only=False)["step"])
     shorter = [f"train.steps={stopped + 50}" if arg == "train.steps=100000" else arg for arg in command[2:]]
     resumed = subprocess.run(

@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -78,6 +79,24 @@ def slurm_states(job_ids: list[str]) -> dict[str, str]:
     return states
 
 
+def run_and_interrupt(args: list[str], ready: Callable[[], bool], slurm_command: list[str], sweep_dir: Path) -> str:
+    """Launch ``args`` (a one-job SLURM sweep into ``sweep_dir``), run ``slurm_command <job id>`` once ``ready()``,
+    and wait for the launcher, which must succeed; returns the job id."""
+    launcher = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while not ready():
+        assert launcher.poll() is None and time.time() < deadline, "the job never got where it was to be interrupted"
+        time.sleep(0.1)
+    (job_id,) = submitted_jobs(sweep_dir)
+    subprocess.run([*slurm_command, job_id], check=True)
+    try:
+        output, _ = launcher.communicate(timeout=420)
+    finally:
+        launcher.kill()
+    assert launcher.returncode == 0, output[-3000:]
+    return job_id
+
+
 def test_tau_sweep_runs_as_slurm_jobs(tmp_path: Path, pendulum_dataset: str) -> None:
     # no -m: hardware=slurm submits by itself
     result = launch(
@@ -116,19 +135,8 @@ def test_requeued_job_resumes_from_its_checkpoint(tmp_path: Path, pendulum_datas
         "train.checkpoint_every=200",
         f"hydra.sweep.dir={tmp_path}",
     ]
-    launcher = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     run_dir = tmp_path / "0"
-    deadline = time.time() + 180
-    while not (run_dir / "checkpoint.pt").exists():
-        assert launcher.poll() is None and time.time() < deadline, "the job never wrote a checkpoint"
-        time.sleep(0.2)
-    (job_id,) = submitted_jobs(tmp_path)
-    subprocess.run(["scontrol", "requeue", job_id], check=True)
-    try:
-        output, _ = launcher.communicate(timeout=420)
-    finally:
-        launcher.kill()
-    assert launcher.returncode == 0, output[-3000:]
+    job_id = run_and_interrupt(args, (run_dir / "checkpoint.pt").exists, ["scontrol", "requeue"], tmp_path)
 
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["steps"] == 30000
@@ -158,23 +166,13 @@ def test_preempted_finetuning_job_checkpoints_at_the_signal_and_resumes(tmp_path
         "train.checkpoint_every=100000",
         f"hydra.sweep.dir={tmp_path}",
     ]
-    launcher = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    metrics, deadline = tmp_path / "0" / "metrics.jsonl", time.time() + 180
+    metrics = tmp_path / "0" / "metrics.jsonl"
 
-    def online_rows() -> list[int]:
+    def in_online_phase() -> bool:
         lines = metrics.read_text().splitlines() if metrics.exists() else []
-        return [step for line in lines if line.endswith("}") and (step := json.loads(line)["step"]) > offline_steps]
+        return any(line.endswith("}") and json.loads(line)["step"] > offline_steps for line in lines)
 
-    while not online_rows():
-        assert launcher.poll() is None and time.time() < deadline, "the job never reached its online phase"
-        time.sleep(0.1)
-    (job_id,) = submitted_jobs(tmp_path)
-    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-    try:
-        output, _ = launcher.communicate(timeout=420)
-    finally:
-        launcher.kill()
-    assert launcher.returncode == 0, output[-3000:]
+    job_id = run_and_interrupt(args, in_online_phase, ["scancel", "--signal=USR2"], tmp_path)
 
     summary = json.loads((tmp_path / "0" / "summary.json").read_text())
     total = offline_steps + online_steps
