@@ -49,7 +49,14 @@ def show_traceback() -> bool:
 
 def to_run_config(cfg: DictConfig, overrides: list[str]) -> RunConfig:
     """Typed config from Hydra's; keys the schema does not know (``+algorithm.typo=1``) are an error."""
-    values = OmegaConf.to_container(cfg, resolve=True)
+    try:
+        values = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as error:  # e.g. ${hydra:job.num} (tau_beta_optuna's seed) outside a multirun
+        key = getattr(error, "full_key", None) or "a value"
+        raise ConfigError(
+            f"Invalid configuration: {key} could not be resolved ({str(error).splitlines()[0]}). Set it on the "
+            f"command line ({key}=<value>), or run the sweep it belongs to as a multirun."
+        ) from error
     assert isinstance(values, dict)
     unknown = unknown_keys({str(k): v for k, v in values.items()})
     if unknown:

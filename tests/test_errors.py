@@ -40,6 +40,7 @@ CASES = [
     (["eval.score=success_rate"], ["eval.score=success_rate", "reports no info['success']"]),
     (["hardware.matmul_precision=tf32"], ["hardware.matmul_precision='tf32'", "highest"]),
     (["hydra.run.dir=/etc/passwd/run"], ["/etc/passwd/run", "hydra.run.dir"]),
+    (["seed=${hydra:job.num}"], ["seed could not be resolved", "seed=<value>"]),  # as tau_beta_optuna sets it
 ]
 
 
