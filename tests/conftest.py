@@ -102,13 +102,20 @@ def kill_and_resume(args: list[str], tmp_path: Path) -> tuple[Path, Path]:
 
 
 def assert_same_final_weights(run_dir: Path, reference: Path) -> int:
-    """The two runs' last checkpoints hold the same step and bit-identical networks; returns that step."""
+    """The two runs' last checkpoints hold the same step, bit-identical networks and bit-identical Adam states (the
+    moments and step counts of every optimiser a learner has: BC's actor only); returns that step."""
     final = torch.load(run_dir / "checkpoint.pt", weights_only=False)
     expected = torch.load(reference / "checkpoint.pt", weights_only=False)
     assert final["step"] == expected["step"]
     for net in ("critic", "target_critic", "value", "actor"):
-        for name, tensor in expected["learner"][net].items():
+        for name, tensor in expected["learner"].get(net, {}).items():
             assert torch.equal(final["learner"][net][name], tensor), f"{net}.{name} differs"
+    for optimizer in ("critic_optimizer", "value_optimizer", "actor_optimizer"):
+        states = expected["learner"].get(optimizer, {}).get("state", {})
+        for index, state in states.items():
+            for key, tensor in state.items():
+                got = final["learner"][optimizer]["state"][index][key]
+                assert torch.equal(got, tensor), f"{optimizer} state {index}.{key} differs"
     return int(final["step"])
 
 
