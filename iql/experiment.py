@@ -394,6 +394,7 @@ class Experiment:
             "sweep": cfg.logger.sweep,
             "device": str(self.device),
             "threads": torch.get_num_threads(),
+            "compile": self.cfg.hardware.compile,  # this attempt's update: one compiled graph, or eager
             "eval_episodes": cfg.eval.episodes,
             "run_dir": str(self.run_dir),
             "resumed_from_steps": self.resumed_from,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 from conftest import REPO, assert_same_final_weights, launch, launch_and_kill_when
 
 from iql import checkpoint
@@ -158,3 +160,26 @@ def test_compiled_run_killed_after_a_checkpoint_resumes_to_the_uninterrupted_wei
     assert result.returncode == 0, result.stderr
     assert json.loads((run_dir / "summary.json").read_text())["resumed_from_steps"][0] >= 100
     assert_same_weights_and_metric_rows(run_dir, reference, steps=3000, log_every=50)
+
+
+@pytest.mark.slow
+def test_a_run_dir_continues_in_the_other_mode(tmp_path: Path, pendulum_dataset: str) -> None:
+    """Checkpoints are the same in both modes: a run trained eagerly continues compiled (here: extended to more
+    steps) and ends where the eager continuation of the same checkpoint ends, to float tolerance (two graphs of the
+    same arithmetic round differently)."""
+    args = [*TINY, "train.log_every=50", "train.eval_every=1000"]
+    compiled_dir, eager_dir = tmp_path / "compiled", tmp_path / "eager"
+    assert launch(*args, "train.steps=200", run_dir=compiled_dir).returncode == 0
+    shutil.copytree(compiled_dir, eager_dir)
+    for run_dir, mode in ((compiled_dir, "true"), (eager_dir, "false")):
+        result = launch(*args, "train.steps=300", f"hardware.compile={mode}", run_dir=run_dir)
+        assert result.returncode == 0, result.stderr
+        summary = json.loads((run_dir / "summary.json").read_text())
+        assert summary["extended_from_steps"] == [200] and summary["compile"] == (mode == "true")
+    final, expected = (
+        torch.load(d / "checkpoint.pt", weights_only=False)["learner"] for d in (compiled_dir, eager_dir)
+    )
+    assert final["step"] == expected["step"] == 300
+    for net in ("critic", "target_critic", "value", "actor"):
+        for name, tensor in expected[net].items():
+            torch.testing.assert_close(final[net][name], tensor, rtol=1e-3, atol=1e-4, msg=f"{net}.{name}")
