@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import REPO, assert_same_final_weights, launch
 
-from iql.suggest import suggest_keys, suggest_options
+from iql.suggest import ALIASES, schema_keys, suggest_keys, suggest_options
 
 TINY = ["network.hidden_dims=[32,32]", "train.batch_size=64", "eval.episodes=2", "logger=none", "hardware.threads=1"]
 
@@ -58,6 +58,11 @@ def test_suggestions() -> None:
     assert suggest_options("Hopper-Medium", ["hopper_medium", "hopper_expert"]) == ["hopper_medium"]
     assert suggest_options("zzz", ["hopper_medium"]) == []
     assert suggest_options("pointmaze-umaze", ["antmaze_umaze", "pointmaze_umaze_mixed"])[0] == "pointmaze_umaze_mixed"
+    assert suggest_keys("network.critic_ensemble") == ["network.num_critics"]  # what other libraries call it
+
+
+def test_every_alias_names_a_real_key() -> None:
+    assert set(ALIASES.values()) <= set(schema_keys())
 
 
 def start(*overrides: str, run_dir: Path) -> subprocess.Popen[str]:
