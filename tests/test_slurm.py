@@ -108,6 +108,9 @@ def test_tau_sweep_runs_as_slurm_jobs(tmp_path: Path, pendulum_dataset: str) -> 
         timeout=600,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    table = result.stderr[result.stderr.index(f"Multirun {tmp_path}") :]  # the jobs' table, as after a local sweep
+    assert "3 job(s), 3 done" in table and f"python -m iql.report {tmp_path}" in table
+    assert table.count("(normalized score)") == 3
     summaries = sweep_summaries(tmp_path)
     assert [s["run_dir"] for s in summaries] == [str(tmp_path / str(i)) for i in range(3)]
     assert sorted(s["expectile"] for s in summaries) == [0.6, 0.7, 0.8]
