@@ -236,16 +236,5 @@ def make_learner(
     categorical policy and per-action Q outputs; ``online_updates`` fine-tuning updates follow the ``total_steps``
     offline ones (actor lr: ``online_schedule``)."""
     cls = BCLearner if algorithm.name == "bc" else IQLLearner
-    return cls(
-        obs_dim,
-        act_dim,
-        algorithm,
-        network,
-        total_steps,
-        device,
-        compile,
-        discrete,
-        online_updates,
-        online_schedule,
-        cuda_graphs,
-    )
+    options = (device, compile, discrete, online_updates, online_schedule, cuda_graphs)
+    return cls(obs_dim, act_dim, algorithm, network, total_steps, *options)
