@@ -75,6 +75,17 @@ def test_gaussian_log_prob_matches_torch_normal() -> None:
     assert torch.allclose(losses.gaussian_log_prob(mean, log_std, actions), expected, atol=1e-6)
 
 
+def test_categorical_log_prob_matches_torch_categorical() -> None:
+    logits, index = torch.randn(6, 4), torch.tensor([0, 3, 1, 2, 3, 0])
+    expected = torch.distributions.Categorical(logits=logits).log_prob(index)
+    one_hot = torch.nn.functional.one_hot(index, 4).float()
+    assert torch.allclose(losses.categorical_log_prob(logits, one_hot), expected, atol=1e-6)
+    # the discrete AWR loss: −mean(w · log π(a|s)), here by hand for logits [0, ln 3] (π = [¼, ¾])
+    head = losses.Categorical(torch.tensor([[0.0, math.log(3.0)]] * 2))
+    loss = losses.awr_policy_loss(head, torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([2.0, 1.0]))
+    assert loss.item() == pytest.approx(-(2.0 * math.log(0.25) + math.log(0.75)) / 2, rel=1e-6)
+
+
 def test_cosine_decay_ends_at_zero() -> None:
     assert losses.cosine_decay(0, 100) == 1.0
     assert losses.cosine_decay(50, 100) == pytest.approx(0.5)
